@@ -1,0 +1,143 @@
+"""The ``avmae`` command line: one subcommand per workflow stage.
+
+Each Snakemake rule calls exactly one of these; they can also be run by hand.
+Stage settings arrive as JSON (``--settings``), as the workflow resolves them from
+the config, and are recorded next to each run's outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _settings(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"--settings is not valid JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise SystemExit("--settings must be a JSON object")
+    return value
+
+
+def cmd_toy(a):
+    from avmae.data.toy import make_toy_vggsound
+
+    make_toy_vggsound(a.out, clips_per_class=a.clips_per_class, test_fraction=a.test_fraction,
+                      seed=a.seed, workers=a.workers)
+
+
+def cmd_download(a):
+    from avmae.data.download import download
+    from avmae.data.lists import read_vggsound
+
+    download(read_vggsound(a.list), a.url_template, a.out, a.manifest, workers=a.workers,
+             allow_file_urls=a.allow_file_urls, clip_seconds=a.clip_seconds)
+
+
+def cmd_features(a):
+    from avmae.data.features import extract
+
+    extract(a.manifest, a.out, clip_seconds=a.clip_seconds, fps=a.fps, short_side=a.short_side,
+            sample_rate=a.sample_rate, n_mels=a.n_mels, workers=a.workers)
+
+
+def cmd_pretrain(a):
+    import torch
+
+    from avmae.train import pretrain
+
+    torch.set_num_threads(a.threads)
+    pretrain.run(_settings(a.settings), a.features, a.out)
+
+
+def cmd_finetune(a):
+    import torch
+
+    from avmae.train import finetune
+
+    torch.set_num_threads(a.threads)
+    finetune.run(_settings(a.settings), a.features, a.pretrained, a.modality, a.out)
+
+
+def cmd_table1(a):
+    from avmae.config import PretrainRun
+    from avmae.report.tables import table1, write_table
+
+    rows = [tuple(r.split("-")) for r in a.rows]
+    metrics = {}
+    for path in a.metrics:
+        # <run>/<dataset>_<modality>/metrics.json, run = <ds>_<size>_<enc>-<dec>_<obj>_e<N>
+        run = PretrainRun.parse(Path(path).parent.parent.name)
+        modality = Path(path).parent.name.rsplit("_", 1)[1]
+        metrics[(run.encoder, run.decoder, modality)] = path
+    meta = json.loads(Path(a.meta).read_text())
+    df = table1(rows, metrics, meta.get("counts", {}))
+    write_table(df, a.out, "Table 1: pretraining architectures (encoder x decoder)")
+    print(df.to_string(index=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avmae", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("toy", help="generate a synthetic VGGSound-like dataset (mp4 + CSV list)")
+    s.add_argument("--out", required=True, type=Path, help="output folder (media/, vggsound.csv)")
+    s.add_argument("--clips-per-class", type=int, default=40)
+    s.add_argument("--test-fraction", type=float, default=0.25)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=cmd_toy)
+
+    s = sub.add_parser("download", help="download the clips of a VGGSound-format list with yt-dlp")
+    s.add_argument("--list", required=True, type=Path, help="VGGSound CSV: id,start,label,split")
+    s.add_argument("--url-template", required=True, help="URL with {id}, e.g. https://www.youtube.com/watch?v={id}")
+    s.add_argument("--out", required=True, type=Path, help="folder for the clips")
+    s.add_argument("--manifest", required=True, type=Path, help="CSV written with one row per clip")
+    s.add_argument("--allow-file-urls", action="store_true", help="allow file:// URLs (toy data)")
+    s.add_argument("--clip-seconds", type=float, default=10.0)
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("features", help="decode clips to log-mel spectrograms and 25 fps frames")
+    s.add_argument("--manifest", required=True, type=Path, help="download manifest")
+    s.add_argument("--out", required=True, type=Path, help="feature folder")
+    s.add_argument("--clip-seconds", type=float, default=10.0)
+    s.add_argument("--fps", type=int, default=25)
+    s.add_argument("--short-side", type=int, default=256)
+    s.add_argument("--sample-rate", type=int, default=16000)
+    s.add_argument("--n-mels", type=int, default=128)
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=cmd_features)
+
+    for name, helptext, func in (("pretrain", "pretrain an AV-MAE on DeepSpeed", cmd_pretrain),
+                                 ("finetune", "finetune a pretrained encoder and evaluate it", cmd_finetune)):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--features", required=True, type=Path, help="feature folder")
+        s.add_argument("--settings", required=True, help="JSON: seed, model and stage settings")
+        s.add_argument("--out", required=True, type=Path, help="run folder")
+        s.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+        if name == "finetune":
+            s.add_argument("--pretrained", required=True, type=Path, help="model.pt from pretraining")
+            s.add_argument("--modality", required=True, choices=["audio", "video", "av"])
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("table1", help="write Table 1 (ours beside the paper's)")
+    s.add_argument("--rows", nargs="+", required=True, help="encoder-decoder pairs in order")
+    s.add_argument("--metrics", nargs="+", required=True, type=Path, help="finetune metrics.json files")
+    s.add_argument("--meta", required=True, type=Path, help="features meta.json (clip counts)")
+    s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table1")
+    s.set_defaults(func=cmd_table1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data stages: URL lists, toy datasets, download, feature extraction, loading."""

@@ -1,0 +1,93 @@
+"""Training/evaluation dataset over the feature shards written by ``features.extract``.
+
+Each item is one temporal window of one clip:
+
+* video: ``video_frames`` frames taken every ``video_stride`` stored frames (25 fps),
+  cropped to ``crop`` x ``crop`` (random crop + horizontal flip for training, centre
+  crop for evaluation), scaled to [-1, 1], shape [3, T, crop, crop];
+* audio: ``audio_frames`` log-mel frames (100 per second) centred on the centre of
+  the video window, clamped to the clip, normalised with the training-split
+  mean/std, shape [1, audio_frames, n_mels].
+
+Training draws the window start uniformly. Evaluation takes ``num_clips`` windows
+spaced linearly over the clip; items carry their clip ``index`` so that logits can
+be averaged per clip.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+AUDIO_FPS = 100  # log-mel frames per second (10 ms hop)
+
+
+class AVClipDataset(Dataset):
+    def __init__(self, features_dir: str | Path, split: str, video_frames: int, video_stride: int,
+                 crop: int, audio_frames: int, train: bool, num_clips: int = 1):
+        self.dir = Path(features_dir)
+        self.meta = json.loads((self.dir / "meta.json").read_text())
+        split_dir = self.dir / split
+        if not (split_dir / "index.csv").exists():
+            raise FileNotFoundError(f"{split_dir / 'index.csv'}: split {split!r} has no extracted clips")
+        self.index = pd.read_csv(split_dir / "index.csv", keep_default_na=False)
+        self.split_dir = split_dir
+        self.video_frames, self.video_stride, self.crop = video_frames, video_stride, crop
+        self.audio_frames, self.train, self.num_clips = audio_frames, train, num_clips
+        self.fps = self.meta["fps"]
+        span = video_frames * video_stride
+        if span > self.meta["video_frames"]:
+            raise ValueError(f"video window of {span} frames exceeds the stored {self.meta['video_frames']}")
+        if audio_frames > self.meta["audio_frames"]:
+            raise ValueError(f"audio window of {audio_frames} frames exceeds the stored {self.meta['audio_frames']}")
+        if crop > self.meta["short_side"]:
+            raise ValueError(f"crop {crop} exceeds the stored frame size {self.meta['short_side']}")
+        self._audio = self._video = None  # opened lazily, once per DataLoader worker
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta["classes"]
+
+    def __len__(self) -> int:
+        return len(self.index) * (1 if self.train else self.num_clips)
+
+    def _arrays(self):
+        if self._audio is None:
+            self._audio = np.load(self.split_dir / "audio.npy", mmap_mode="r")
+            self._video = np.load(self.split_dir / "video.npy", mmap_mode="r")
+        return self._audio, self._video
+
+    def _video_start(self, view: int) -> int:
+        last = self.meta["video_frames"] - self.video_frames * self.video_stride
+        if self.train:
+            return int(torch.randint(0, last + 1, ()).item())
+        if self.num_clips == 1:
+            return last // 2
+        return int(round(view * last / (self.num_clips - 1)))
+
+    def __getitem__(self, i: int) -> dict:
+        clip, view = divmod(i, 1 if self.train else self.num_clips)
+        audio_all, video_all = self._arrays()
+        start = self._video_start(view)
+        frames = video_all[clip, start:start + self.video_frames * self.video_stride:self.video_stride]
+        size = frames.shape[1]
+        if self.train:
+            y, x = (int(v) for v in torch.randint(0, size - self.crop + 1, (2,)))
+        else:
+            y = x = (size - self.crop) // 2
+        video = torch.from_numpy(np.ascontiguousarray(frames[:, y:y + self.crop, x:x + self.crop]))
+        if self.train and torch.rand(()) < 0.5:
+            video = video.flip(2)
+        video = video.permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+        centre = (start + self.video_frames * self.video_stride / 2) / self.fps * AUDIO_FPS
+        a0 = int(round(centre - self.audio_frames / 2))
+        a0 = min(max(a0, 0), self.meta["audio_frames"] - self.audio_frames)
+        audio = torch.from_numpy(audio_all[clip, a0:a0 + self.audio_frames].astype(np.float32))
+        audio = ((audio - self.meta["audio_mean"]) / self.meta["audio_std"]).unsqueeze(0)
+        return {"audio": audio, "video": video, "label": int(self.index.label_index[clip]), "index": clip}

@@ -1,0 +1,55 @@
+"""Atomic file writes and the run record written next to every run's outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+RECORDED_PACKAGES = ("avmae", "torch", "torchaudio", "deepspeed", "snakemake", "yt-dlp", "imageio-ffmpeg", "numpy")
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def software_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_run_config(out_dir: str | Path, settings: dict, **facts) -> None:
+    """Write ``config.yaml``: the exact settings a run used, plus software versions and run facts."""
+    record = {"settings": settings, "software": software_versions(), **facts}
+    write_text(Path(out_dir) / "config.yaml", yaml.safe_dump(record, sort_keys=False))

@@ -1,0 +1,1 @@
+"""Models: ViT blocks, tokenizers, masking, fusion strategies, AV-MAE and classifiers."""

@@ -1,0 +1,1 @@
+"""Reporting: the paper's numbers and the tables that set ours beside them."""

@@ -1,0 +1,107 @@
+"""DeepSpeed set-up shared by pretraining and finetuning.
+
+One process without a launcher gets a private ``file://`` rendezvous (nothing
+listens on the network); under ``deepspeed``/``torchrun`` the launcher's
+environment (RANK, WORLD_SIZE, MASTER_ADDR, ...) is used.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+import torch.distributed as dist
+
+
+def setup_distributed() -> tuple[int, int]:
+    """Initialise the process group once; returns (rank, world size)."""
+    import deepspeed
+
+    # The shared-memory comm op would be JIT-compiled on first use; gloo needs none.
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if not dist.is_initialized():
+        kwargs = {}
+        if "RANK" not in os.environ:
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+            store = os.path.join(tempfile.mkdtemp(prefix="avmae-rdzv-"), "store")
+            kwargs = {"init_method": f"file://{store}", "rank": 0, "world_size": 1}
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False, **kwargs)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def batch_split(global_batch: int, micro_batch: int, world_size: int) -> int:
+    """Gradient-accumulation steps that keep the global batch fixed for any world size."""
+    per_step = micro_batch * world_size
+    if global_batch % per_step:
+        raise ValueError(f"global batch {global_batch} is not a multiple of micro batch {micro_batch} "
+                         f"x {world_size} processes; change batch_size or micro_batch_size")
+    return global_batch // per_step
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and conv kernels only (not biases, norms or tokens)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if name.endswith(".weight") and p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: torch.nn.Module, opt: dict, global_batch: int) -> torch.optim.Optimizer:
+    """Optimizer from config; lr = lr x global batch / lr_batch (linear scaling rule)."""
+    lr = opt["lr"] * global_batch / opt["lr_batch"]
+    groups = param_groups(model, opt["weight_decay"])
+    if opt["name"] == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(opt["betas"]))
+    if opt["name"] == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=opt["momentum"])
+    raise ValueError(f"optimizer.name must be 'adamw' or 'sgd', got {opt['name']!r}")
+
+
+def use_bf16(precision: str) -> bool:
+    if precision == "auto":
+        return torch.cuda.is_available()
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    return precision == "bf16"
+
+
+def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size: int):
+    """Wrap ``model`` in a DeepSpeed engine configured from a pretrain/finetune config section."""
+    import deepspeed
+
+    micro = stage["micro_batch_size"]
+    accum = batch_split(stage["batch_size"], micro, world_size)
+    steps_per_epoch = max(total_steps // stage["epochs"], 1)
+    warmup = max(int(round(stage["warmup_epochs"] * steps_per_epoch)), 1)
+    ds_config = {
+        "train_batch_size": stage["batch_size"],
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": accum,
+        "gradient_clipping": float(stage["grad_clip"]),
+        "zero_optimization": {"stage": stage["zero_stage"]},
+        "bf16": {"enabled": use_bf16(stage["precision"])},
+        "scheduler": {"type": "WarmupCosineLR", "params": {
+            "total_num_steps": max(total_steps, warmup), "warmup_num_steps": warmup,
+            "warmup_min_ratio": 0.0, "cos_min_ratio": 0.0, "warmup_type": "linear"}},
+        "steps_per_print": 10**9,
+    }
+    optimizer = make_optimizer(model, stage["optimizer"], stage["batch_size"])
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    return engine, ds_config
+
+
+def to_device(batch: dict, engine) -> dict:
+    """Move a batch to the engine's device, casting float tensors to its compute dtype."""
+    dtype = torch.bfloat16 if engine.bfloat16_enabled() else torch.float32
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            v = v.to(engine.device, non_blocking=True)
+            if v.is_floating_point():
+                v = v.to(dtype)
+        out[k] = v
+    return out

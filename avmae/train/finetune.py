@@ -1,0 +1,84 @@
+"""Finetuning a pretrained encoder on audio, video or both, then multi-view evaluation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from avmae.data.dataset import AVClipDataset
+from avmae.io import write_json, write_run_config
+from avmae.models.avmae import ModelConfig
+from avmae.models.classifier import AVClassifier
+from avmae.train import engine as eng
+from avmae.train.metrics import average_views, top1
+from avmae.train.pretrain import make_loader, train_steps
+
+MODALITY_SETS = {"audio": ["audio"], "video": ["video"], "av": ["audio", "video"]}
+
+
+def dataset(features_dir, split: str, stage: dict, train: bool) -> AVClipDataset:
+    inp = stage["input"]
+    return AVClipDataset(features_dir, split, inp["video_frames"], inp["video_stride"], inp["crop"],
+                         inp["audio_frames"], train=train, num_clips=stage["eval_clips"])
+
+
+@torch.no_grad()
+def evaluate(model: AVClassifier, data: AVClipDataset, stage: dict, device, dtype) -> dict:
+    """Logits averaged over ``eval_clips`` views per clip; top-1 accuracy."""
+    model.eval()
+    loader = DataLoader(data, batch_size=stage["micro_batch_size"], num_workers=stage["num_workers"])
+    logits, index = [], []
+    for b in loader:
+        x = {m: b[m].to(device, dtype) for m in model.modalities}
+        logits.append(model(x).float().cpu().numpy())
+        index.append(b["index"].numpy())
+    per_clip = average_views(np.concatenate(logits), np.concatenate(index), len(data.index))
+    labels = data.index.label_index.to_numpy()
+    return {"top1": top1(per_clip, labels), "test_clips": len(labels)}
+
+
+def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modality: str,
+        out_dir: str | Path) -> dict:
+    """Finetune ``pretrained`` (an AV-MAE ``model.pt``) on ``modality`` in {audio, video, av}."""
+    if modality not in MODALITY_SETS:
+        raise ValueError(f"modality must be one of {sorted(MODALITY_SETS)}, got {modality!r}")
+    out_dir = Path(out_dir)
+    rank, world = eng.setup_distributed()
+    stage = settings["finetune"]
+    torch.manual_seed(settings["seed"] + rank)
+    train_set = dataset(features_dir, "train", stage, train=True)
+    test_set = dataset(features_dir, "test", stage, train=False)
+    loader = make_loader(train_set, stage, rank, world, settings["seed"], shuffle=True, drop_last=True)
+    steps_per_epoch = len(loader) // eng.batch_split(stage["batch_size"], stage["micro_batch_size"], world)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{features_dir}: {len(train_set)} training clips are fewer than one batch "
+                         f"of {stage['batch_size']}")
+
+    model = AVClassifier(ModelConfig.from_dict(settings["model"]), len(train_set.classes),
+                         MODALITY_SETS[modality], drop_path=stage["drop_path"])
+    model.load_pretrained(torch.load(pretrained, map_location="cpu", weights_only=True))
+    engine, ds_config = eng.initialize(model, stage, steps_per_epoch * stage["epochs"], world)
+    smoothing = stage["label_smoothing"]
+
+    def loss_fn(b):
+        logits = engine({m: b[m] for m in model.modalities})
+        return F.cross_entropy(logits.float(), b["label"], label_smoothing=smoothing)
+
+    start = time.time()
+    curve = train_steps(engine, loader, stage["epochs"], loss_fn, f"finetune {modality}", rank)
+    seconds = time.time() - start
+    dtype = torch.bfloat16 if engine.bfloat16_enabled() else torch.float32
+    metrics = {"modality": modality, "loss_curve": curve, "train_clips": len(train_set),
+               "epochs": stage["epochs"], "train_seconds": seconds, "world_size": world,
+               "eval_clips": stage["eval_clips"],
+               **evaluate(engine.module, test_set, stage, engine.device, dtype)}
+    if rank == 0:
+        write_run_config(out_dir, settings, deepspeed=ds_config, features=str(features_dir),
+                         pretrained=str(pretrained), modality=modality)
+        write_json(out_dir / "metrics.json", metrics)
+    return metrics
