@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny feature folder in the layout ``features.extract`` writes."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def write_features(root, n_train=16, n_test=6, classes=4, seed=0):
+    """Random features whose first mel bins carry the class, so a classifier can learn them."""
+    rng = np.random.default_rng(seed)
+    names = [f"class {i}" for i in range(classes)]
+    for split, n in (("train", n_train), ("test", n_test)):
+        d = root / split
+        d.mkdir(parents=True)
+        labels = np.arange(n) % classes
+        audio = rng.normal(size=(n, 300, 128)).astype(np.float16)
+        audio[:, :, :16] += 2.0 * labels[:, None, None]
+        video = rng.integers(0, 256, size=(n, 75, 20, 20, 3), dtype=np.uint8)
+        np.save(d / "audio.npy", audio)
+        np.save(d / "video.npy", video)
+        pd.DataFrame({"id": [f"{split}{i:03d}" for i in range(n)], "label": [names[c] for c in labels],
+                      "label_index": labels, "split": split}).to_csv(d / "index.csv", index=False)
+    meta = {"classes": names, "audio_frames": 300, "video_frames": 75, "fps": 25, "short_side": 20,
+            "n_mels": 128, "sample_rate": 16000, "clip_seconds": 3.0, "audio_mean": 0.0, "audio_std": 1.0,
+            "counts": {"train": n_train, "test": n_test}}
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+@pytest.fixture
+def features_dir(tmp_path):
+    return write_features(tmp_path / "features")
+
+
+TINY_MODEL = {
+    "encoder": {"width": 32, "depth": 2, "heads": 2, "mlp_dim": 64},
+    "decoder": {"width": 16, "depth": 1, "heads": 2, "mlp_dim": 32},
+    "encoder_strategy": "mid", "decoder_strategy": "shared", "joint_layers": 1,
+    "video_patch": [2, 8, 8], "audio_patch": [16, 16],
+    "mask_ratio": {"audio": 0.5, "video": 0.75}, "loss_weight": {"audio": 0.5, "video": 0.5},
+    "norm_targets": False,
+}
+
+
+def stage(**kw):
+    s = {"epochs": 2, "batch_size": 8, "micro_batch_size": 4, "warmup_epochs": 1,
+         "optimizer": {"name": "adamw", "lr": 1e-2, "lr_batch": 256, "betas": [0.9, 0.95],
+                       "weight_decay": 0.05},
+         "grad_clip": 0.0, "zero_stage": 0, "precision": "fp32", "num_workers": 0,
+         "input": {"video_frames": 4, "video_stride": 4, "crop": 16, "audio_frames": 64}}
+    s.update(kw)
+    return s
+
+
+@pytest.fixture
+def tiny_settings():
+    return {"seed": 0, "model": dict(TINY_MODEL),
+            "pretrain": stage(),
+            "finetune": stage(optimizer={"name": "sgd", "lr": 0.05, "lr_batch": 64, "momentum": 0.9,
+                                         "weight_decay": 0.0},
+                              grad_clip=1.0, label_smoothing=0.1, drop_path=0.1, eval_clips=2)}

@@ -1,0 +1,78 @@
+"""Run names, per-run settings and config validation."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from avmae.config import PretrainRun, finetune_settings, pretrain_settings, table1_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def test_run_name_round_trip():
+    run = PretrainRun("vggsound", "base", "mid", "shared", "joint", 400)
+    assert run.name == "vggsound_base_mid-shared_joint_e400"
+    assert PretrainRun.parse(run.name) == run
+    with pytest.raises(ValueError, match="not a pretraining run name"):
+        PretrainRun.parse("vggsound_base_late-shared_joint_e400")
+
+
+def test_settings_come_from_the_config(config):
+    run = PretrainRun("vggsound", "base", "separate", "early", "joint", 7)
+    s = pretrain_settings(config, run)
+    assert s["pretrain"]["epochs"] == 7
+    assert s["model"]["encoder"]["width"] == 768 and s["model"]["decoder"]["width"] == 384
+    assert s["model"]["encoder_strategy"] == "separate" and s["model"]["decoder_strategy"] == "early"
+    assert "size" not in s["model"] and "dataset" not in s["pretrain"]
+    f = finetune_settings(config, run)
+    assert f["finetune"] == config["finetune"]
+    with pytest.raises(KeyError, match="'huge'"):
+        pretrain_settings(config, PretrainRun("vggsound", "huge", "mid", "shared", "joint", 1))
+
+
+def test_table1_rows_share_runs(config):
+    runs = table1_runs(config)
+    assert len(runs) == 7 and len(set(runs)) == 6   # the mid/shared row appears twice, runs once
+
+
+def test_default_config_is_valid(config):
+    validate(config, SCHEMA)
+
+
+@pytest.mark.parametrize("path,value,key", [
+    (("model", "mask_ratio", "video"), 1.2, "video"),
+    (("pretrain", "optimizer", "name"), "lamb", "name"),
+    (("tables", "table1", "rows"), [["separate", "mid"]], "mid"),
+    (("finetune", "eval_clips"), 0, "eval_clips"),
+])
+def test_bad_values_are_rejected(config, path, value, key):
+    bad = copy.deepcopy(config)
+    node = bad
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    with pytest.raises(Exception, match=key):
+        validate(bad, SCHEMA)
+
+
+def test_workflow_refuses_bad_config_before_any_job(tmp_path, config):
+    bad = copy.deepcopy(config)
+    bad["model"]["mask_ratio"]["audio"] = -0.5
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "table1", "--configfile", str(path),
+                           "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0
+    assert "['model']['mask_ratio']['audio']" in proc.stderr

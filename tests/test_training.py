@@ -1,0 +1,81 @@
+"""DeepSpeed engine set-up, a loss that goes down, and the pretrain -> finetune runs."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from avmae.models.avmae import AVMAE, ModelConfig
+from avmae.train import engine as eng
+from avmae.train import finetune, pretrain
+from avmae.train.metrics import average_views, top1
+
+from conftest import TINY_MODEL, stage
+
+
+def test_batch_split_keeps_the_global_batch():
+    assert eng.batch_split(512, 8, 4) == 16
+    assert eng.batch_split(512, 64, 8) == 1
+    with pytest.raises(ValueError, match="not a multiple"):
+        eng.batch_split(512, 24, 4)
+
+
+def test_weight_decay_only_on_weight_matrices():
+    model = AVMAE(ModelConfig.from_dict(TINY_MODEL))
+    decay, no_decay = eng.param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(names[id(p)].endswith(".weight") and p.ndim >= 2 for p in decay["params"])
+    assert any("mask_token" in names[id(p)] for p in no_decay["params"])
+    assert any(names[id(p)].endswith(".bias") for p in no_decay["params"])
+    assert no_decay["weight_decay"] == 0.0
+
+
+def test_deepspeed_steps_lower_the_loss():
+    eng.setup_distributed()
+    torch.manual_seed(0)
+    model = AVMAE(ModelConfig.from_dict(TINY_MODEL))
+    adam = {"name": "adamw", "lr": 3e-3, "lr_batch": 4, "betas": [0.9, 0.95], "weight_decay": 0.0}
+    engine, ds_config = eng.initialize(model, stage(epochs=1, batch_size=4, micro_batch_size=4, optimizer=adam,
+                                                    warmup_epochs=0.0), total_steps=30, world_size=1)
+    assert ds_config["gradient_clipping"] == 0.0
+    # learnable targets (random noise would leave mostly irreducible error)
+    batch = {"audio": 2.0 + 0.1 * torch.randn(4, 1, 64, 128), "video": torch.full((4, 3, 4, 16, 16), 0.5)}
+    losses = []
+    for step in range(30):
+        loss, _ = engine(batch, generator=torch.Generator().manual_seed(step % 3))
+        engine.backward(loss)
+        engine.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) < 0.5 * sum(losses[:3])
+
+
+def test_metrics():
+    logits = torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0], [1.0, 0.0]]).numpy()
+    per_clip = average_views(logits, torch.tensor([0, 0, 1, 1]).numpy(), 2)
+    assert per_clip.tolist() == [[1.0, 0.5], [0.5, 1.5]]
+    assert top1(per_clip, torch.tensor([0, 1]).numpy()) == 100.0
+    with pytest.raises(ValueError, match="no evaluated view"):
+        average_views(logits, torch.tensor([0, 0, 0, 0]).numpy(), 2)
+
+
+def test_pretrain_then_finetune(features_dir, tiny_settings, tmp_path):
+    pre = pretrain.run(tiny_settings, features_dir, tmp_path / "pre")
+    assert pre["steps"] == 2 * 2 and len(pre["loss_curve"]) == 2
+    record = yaml.safe_load((tmp_path / "pre" / "config.yaml").read_text())
+    assert record["settings"] == tiny_settings
+    assert record["software"]["torch"].startswith("2.")
+    assert record["deepspeed"]["gradient_accumulation_steps"] == 2
+
+    for modality in ("audio", "av"):
+        out = tmp_path / f"ft_{modality}"
+        metrics = finetune.run(tiny_settings, features_dir, tmp_path / "pre" / "model.pt", modality, out)
+        saved = json.loads((out / "metrics.json").read_text())
+        assert saved == pytest.approx(metrics)
+        assert saved["test_clips"] == 6 and 0.0 <= saved["top1"] <= 100.0
+        assert saved["eval_clips"] == 2
+
+
+def test_finetune_rejects_unknown_modality(features_dir, tiny_settings, tmp_path):
+    with pytest.raises(ValueError, match="modality"):
+        finetune.run(tiny_settings, features_dir, tmp_path / "none.pt", "text", tmp_path)
