@@ -75,4 +75,4 @@ def test_workflow_refuses_bad_config_before_any_job(tmp_path, config):
                            "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode != 0
-    assert "['model']['mask_ratio']['audio']" in proc.stderr
+    assert "['model']['mask_ratio']['audio']" in proc.stdout + proc.stderr
