@@ -7,7 +7,9 @@ environment (RANK, WORLD_SIZE, MASTER_ADDR, ...) is used.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import torch
@@ -24,7 +26,9 @@ def setup_distributed() -> tuple[int, int]:
         kwargs = {}
         if "RANK" not in os.environ:
             os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-            store = os.path.join(tempfile.mkdtemp(prefix="avmae-rdzv-"), "store")
+            rdzv = tempfile.mkdtemp(prefix="avmae-rdzv-")
+            atexit.register(shutil.rmtree, rdzv, ignore_errors=True)
+            store = os.path.join(rdzv, "store")
             kwargs = {"init_method": f"file://{store}", "rank": 0, "world_size": 1}
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False, **kwargs)
