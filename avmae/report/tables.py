@@ -14,7 +14,8 @@ import pandas as pd
 from avmae.io import write_text
 from avmae.report.paper_numbers import TABLE1
 
-NAMES = {"early": "Early fusion", "separate": "Separate", "shared": "Shared", "mid": "Mid-fusion"}
+ENCODERS = {"early": "Early fusion", "separate": "Separate", "shared": "Shared", "mid": "Mid-fusion"}
+DECODERS = {"early": "Early", "separate": "Separate", "shared": "Shared"}
 MODALITIES = (("audio", "Audio-only"), ("video", "Video-only"), ("av", "Audiovisual"))
 
 
@@ -34,7 +35,7 @@ def table1(rows: list[tuple[str, str]], metrics: dict[tuple[str, str, str], str 
     """Rows in the paper's order; ``metrics`` maps (encoder, decoder, modality) to a metrics.json."""
     records = []
     for enc, dec in rows:
-        rec = {"Encoder": NAMES[enc], "Decoder": NAMES[dec]}
+        rec = {"Encoder": ENCODERS[enc], "Decoder": DECODERS[dec]}
         paper = TABLE1.get((enc, dec))
         for i, (mod, label) in enumerate(MODALITIES):
             ours = read_metric(metrics[(enc, dec, mod)], "top1")

@@ -1,0 +1,107 @@
+"""yt-dlp section downloads of file:// URLs: exact cuts, recorded failures, safe ids."""
+
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avmae.data.download import MANIFEST_COLUMNS, download
+from avmae.data.ffmpeg import ffmpeg_exe
+from avmae.data.lists import Clip
+from avmae.data.toy import write_mp4
+
+FPS, RATE, BITS, BAR = 25, 44100, 9, 10
+CLICK_AFTER_START = 1.0  # seconds: where the cut clip should hear the click
+
+
+def time_coded_source(path, seconds, start):
+    """Frame k shows k in binary as black/white bars; a click sounds at start + 1 s."""
+    k = np.arange(seconds * FPS)
+    bits = ((k[:, None] >> np.arange(BITS)) & 1).astype(np.uint8) * 255
+    frames = np.zeros((len(k), 64, 96, 3), np.uint8)
+    frames[:, :, 3:3 + BITS * BAR] = np.repeat(bits, BAR, axis=1)[:, None, :, None]
+    audio = np.random.default_rng(0).normal(0, 300, size=(seconds * RATE, 2))
+    click = int((start + CLICK_AFTER_START) * RATE)
+    audio[click:click + RATE // 50] *= 60  # 20 ms burst
+    write_mp4(path, frames, audio.clip(-32767, 32767).astype(np.int16))
+
+
+def decode_raw(path, *args):
+    """Raw decoded bytes of a file (no scaling), through our ffmpeg."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), *args, "pipe:"]
+    return subprocess.run(cmd, capture_output=True, check=True).stdout
+
+
+def frame_numbers(path):
+    frames = np.frombuffer(decode_raw(path, "-f", "rawvideo", "-pix_fmt", "gray"), np.uint8)
+    frames = frames.reshape(-1, 64, 96)
+    centres = frames[:, 32, 3 + BAR // 2:3 + BITS * BAR:BAR] > 128
+    return (centres * (1 << np.arange(BITS))).sum(axis=1)
+
+
+def audio_16k(path):
+    return np.frombuffer(decode_raw(path, "-f", "f32le", "-ac", "1", "-ar", "16000"), "<f4")
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dl")
+    src = root / "src" / "media"
+    src.mkdir(parents=True)
+    time_coded_source(src / "timecode_A2.mp4", 14, start=2)
+    time_coded_source(src / "timecode_B0.mp4", 12, start=0)
+    time_coded_source(root / "src" / "evil.mp4", 12, start=0)  # what "../evil" would reach
+    clips = [Clip("timecode_A2", 2.0, "a", "train"), Clip("missing_000", 0.0, "b", "train"),
+             Clip("../evil", 0.0, "c", "test"), Clip("timecode_B0", 0.0, "d", "test")]
+    out = root / "out"
+    kwargs = dict(url_template=f"file://{src}/{{id}}.mp4", out_dir=out / "media",
+                  manifest_path=out / "manifest.csv", workers=2, allow_file_urls=True)
+    manifest = download(clips, **kwargs)
+    return root, clips, kwargs, manifest
+
+
+def test_manifest_records_every_clip(fetched):
+    root, clips, kwargs, manifest = fetched
+    on_disk = pd.read_csv(kwargs["manifest_path"], keep_default_na=False)
+    assert list(on_disk.columns) == MANIFEST_COLUMNS
+    assert on_disk.id.tolist() == [c.id for c in clips]
+    assert on_disk.status.tolist() == ["ok", "failed", "failed", "ok"]
+    missing, evil = on_disk.iloc[1], on_disk.iloc[2]
+    assert "No such file" in missing.reason and "\n" not in missing.reason
+    assert "invalid id" in evil.reason
+    assert on_disk.label.tolist() == ["a", "b", "c", "d"]
+
+
+def test_bad_id_never_touches_files_outside_out_dir(fetched):
+    root, *_ = fetched
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["manifest.csv", "media"]
+    assert sorted(p.name for p in (root / "out" / "media").iterdir()) == ["timecode_A2.mp4",
+                                                                         "timecode_B0.mp4"]
+
+
+@pytest.mark.parametrize("row", [0, 3])
+def test_clip_is_cut_frame_accurately_to_10_seconds(fetched, row):
+    *_, manifest = fetched
+    clip = manifest.iloc[row]
+    numbers = frame_numbers(clip.path)
+    assert abs(len(numbers) / FPS - 10) <= 0.1
+    assert abs(numbers[0] - clip.start_seconds * FPS) <= 1  # the frame at `start`
+    assert (np.diff(numbers) == 1).all()  # no frames dropped or repeated
+    wave = audio_16k(clip.path)
+    assert abs(len(wave) / 16000 - 10) <= 0.1
+    assert abs(np.argmax(np.abs(wave)) / 16000 - CLICK_AFTER_START) < 0.03
+
+
+def test_rerun_skips_downloaded_clips(fetched):
+    root, clips, kwargs, manifest = fetched
+    before = {p: p.stat().st_mtime_ns for p in (root / "out" / "media").iterdir()}
+    again = download(clips, **kwargs)
+    assert again.status.tolist() == manifest.status.tolist()
+    assert {p: p.stat().st_mtime_ns for p in (root / "out" / "media").iterdir()} == before
+
+
+def test_file_urls_need_explicit_permission(tmp_path):
+    with pytest.raises(ValueError, match="allow_file_urls"):
+        download([Clip("x", 0.0, "a", "train")], "file:///nowhere/{id}.mp4",
+                 tmp_path / "media", tmp_path / "manifest.csv")
