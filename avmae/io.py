@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
+import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -16,18 +17,20 @@ RECORDED_PACKAGES = ("avmae", "torch", "torchaudio", "deepspeed", "snakemake", "
 
 
 @contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary name keeps the suffix (ffmpeg and numpy pick the format from it) and
+    starts with a dot, so a killed job leaves only an obviously partial file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

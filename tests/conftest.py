@@ -48,7 +48,7 @@ def stage(**kw):
     s = {"epochs": 2, "batch_size": 8, "micro_batch_size": 4, "warmup_epochs": 1,
          "optimizer": {"name": "adamw", "lr": 1e-2, "lr_batch": 256, "betas": [0.9, 0.95],
                        "weight_decay": 0.05},
-         "grad_clip": 0.0, "zero_stage": 0, "precision": "fp32", "num_workers": 0,
+         "grad_clip": 0.0, "checkpoint_every": 0, "on_nonfinite": "stop", "zero_stage": 0, "precision": "fp32", "num_workers": 0,
          "input": {"video_frames": 4, "video_stride": 4, "crop": 16, "audio_frames": 64}}
     s.update(kw)
     return s

@@ -5,13 +5,12 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import TINY_MODEL, stage
 
 from avmae.models.avmae import AVMAE, ModelConfig
 from avmae.train import engine as eng
 from avmae.train import finetune, pretrain
 from avmae.train.metrics import average_views, top1
-
-from conftest import TINY_MODEL, stage
 
 
 def test_batch_split_keeps_the_global_batch():

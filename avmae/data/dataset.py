@@ -9,9 +9,12 @@ Each item is one temporal window of one clip:
   the video window, clamped to the clip, normalised with the training-split
   mean/std, shape [1, audio_frames, n_mels].
 
-Training draws the window start uniformly. Evaluation takes ``num_clips`` windows
-spaced linearly over the clip; items carry their clip ``index`` so that logits can
-be averaged per clip.
+Training items are addressed by ``(epoch, clip)`` keys (see
+``avmae.train.loop.EpochSampler``) and draw their window, crop and flip from a generator
+seeded by ``(seed, epoch, clip)``: the same clip in the same epoch gets the same
+augmentation whatever the number of processes, workers, or a resume in between.
+Evaluation items are plain indices: ``num_clips`` windows spaced linearly over each clip,
+carrying their clip ``index`` so that logits can be averaged per clip.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ AUDIO_FPS = 100  # log-mel frames per second (10 ms hop)
 
 class AVClipDataset(Dataset):
     def __init__(self, features_dir: str | Path, split: str, video_frames: int, video_stride: int,
-                 crop: int, audio_frames: int, train: bool, num_clips: int = 1):
+                 crop: int, audio_frames: int, train: bool, num_clips: int = 1, seed: int = 0):
         self.dir = Path(features_dir)
         self.meta = json.loads((self.dir / "meta.json").read_text())
         split_dir = self.dir / split
@@ -38,7 +41,7 @@ class AVClipDataset(Dataset):
         self.index = pd.read_csv(split_dir / "index.csv", keep_default_na=False)
         self.split_dir = split_dir
         self.video_frames, self.video_stride, self.crop = video_frames, video_stride, crop
-        self.audio_frames, self.train, self.num_clips = audio_frames, train, num_clips
+        self.audio_frames, self.train, self.num_clips, self.seed = audio_frames, train, num_clips, seed
         self.fps = self.meta["fps"]
         span = video_frames * video_stride
         if span > self.meta["video_frames"]:
@@ -62,26 +65,30 @@ class AVClipDataset(Dataset):
             self._video = np.load(self.split_dir / "video.npy", mmap_mode="r")
         return self._audio, self._video
 
-    def _video_start(self, view: int) -> int:
+    def _video_start(self, view: int, rng: np.random.Generator | None) -> int:
         last = self.meta["video_frames"] - self.video_frames * self.video_stride
-        if self.train:
-            return int(torch.randint(0, last + 1, ()).item())
+        if rng is not None:
+            return int(rng.integers(0, last + 1))
         if self.num_clips == 1:
             return last // 2
         return int(round(view * last / (self.num_clips - 1)))
 
-    def __getitem__(self, i: int) -> dict:
-        clip, view = divmod(i, 1 if self.train else self.num_clips)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        if self.train:
+            epoch, clip = key if isinstance(key, tuple) else (0, key)
+            rng, view = np.random.default_rng([self.seed, epoch, clip]), 0
+        else:
+            (clip, view), rng = divmod(key, self.num_clips), None
         audio_all, video_all = self._arrays()
-        start = self._video_start(view)
+        start = self._video_start(view, rng)
         frames = video_all[clip, start:start + self.video_frames * self.video_stride:self.video_stride]
         size = frames.shape[1]
-        if self.train:
-            y, x = (int(v) for v in torch.randint(0, size - self.crop + 1, (2,)))
+        if rng is not None:
+            y, x = (int(v) for v in rng.integers(0, size - self.crop + 1, size=2))
         else:
             y = x = (size - self.crop) // 2
         video = torch.from_numpy(np.ascontiguousarray(frames[:, y:y + self.crop, x:x + self.crop]))
-        if self.train and torch.rand(()) < 0.5:
+        if rng is not None and rng.random() < 0.5:
             video = video.flip(2)
         video = video.permute(3, 0, 1, 2).float() / 127.5 - 1.0
 

@@ -41,7 +41,8 @@ from yt_dlp.downloader.external import FFmpegFD
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import Clip, atomic_path
+from avmae.data.lists import Clip
+from avmae.io import atomic_path
 
 log = logging.getLogger(__name__)
 

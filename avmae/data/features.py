@@ -32,7 +32,8 @@ import torchaudio
 from tqdm import tqdm
 
 from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import SPLITS, atomic_path
+from avmae.data.lists import SPLITS
+from avmae.io import atomic_path
 
 MANIFEST_COLUMNS = ("id", "label", "split", "status", "path")
 MIN_DECODED_FRACTION = 0.5  # a clip with less than half its audio or video is skipped

@@ -7,21 +7,21 @@ All malformed rows of a file are reported together in one :class:`ListFormatErro
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import os
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from avmae.io import atomic_path
 
 SPLITS = ("train", "test")
 MAX_REPORTED_ERRORS = 20
 
 
 class ListFormatError(ValueError):
-    """A URL list has malformed rows; the message names the file and every bad line."""
+    """A URL list has malformed rows; the message names the file, the line and the reason
+    of each (the first 20, then a count)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def read_vggsound(path: str | os.PathLike) -> list[Clip]:
     path = Path(path)
     clips: list[Clip] = []
     errors: list[str] = []
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # tolerate a BOM
         reader = csv.reader(f)
         for row in reader:
             line = reader.line_num
@@ -80,23 +80,6 @@ def read_vggsound(path: str | os.PathLike) -> list[Clip]:
 def _format_start(start: float) -> str:
     """Write integral starts as ``12`` (like the official list), others as floats."""
     return str(int(start)) if float(start).is_integer() else repr(float(start))
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
-
-    The temporary name keeps the suffix (ffmpeg picks the container from it) and starts
-    with a dot, so a killed job leaves only an obviously partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_vggsound(path: str | os.PathLike, clips: list[Clip]) -> None:

@@ -27,7 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import Clip, atomic_path, write_vggsound
+from avmae.data.lists import Clip, write_vggsound
+from avmae.io import atomic_path
 
 WIDTH, HEIGHT, FPS = 96, 64, 25
 SAMPLE_RATE = 44100

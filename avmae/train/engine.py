@@ -17,21 +17,31 @@ import torch.distributed as dist
 
 
 def setup_distributed() -> tuple[int, int]:
-    """Initialise the process group once; returns (rank, world size)."""
+    """Initialise the process group once; returns (rank, world size).
+
+    * No launcher (no ``RANK``): one process with a private ``file://`` rendezvous.
+    * ``AVMAE_INIT_METHOD`` set (e.g. ``file:///shared/dir/store``): ranks from ``RANK`` /
+      ``WORLD_SIZE``, rendezvous through that URL; nothing listens on the network.
+    * Otherwise the launcher's ``env://`` (``MASTER_ADDR``, ``MASTER_PORT``, ...).
+    """
     import deepspeed
 
     # The shared-memory comm op would be JIT-compiled on first use; gloo needs none.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    if not dist.is_initialized():
-        kwargs = {}
-        if "RANK" not in os.environ:
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-            rdzv = tempfile.mkdtemp(prefix="avmae-rdzv-")
-            atexit.register(shutil.rmtree, rdzv, ignore_errors=True)
-            store = os.path.join(rdzv, "store")
-            kwargs = {"init_method": f"file://{store}", "rank": 0, "world_size": 1}
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False, **kwargs)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    init_method = os.environ.get("AVMAE_INIT_METHOD")
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        rdzv = tempfile.mkdtemp(prefix="avmae-rdzv-")
+        atexit.register(shutil.rmtree, rdzv, ignore_errors=True)
+        init_method = "file://" + os.path.join(rdzv, "store")
+    kwargs = {}
+    if init_method:
+        kwargs = {"init_method": init_method, "rank": int(os.environ["RANK"]),
+                  "world_size": int(os.environ["WORLD_SIZE"])}
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False, **kwargs)
     return dist.get_rank(), dist.get_world_size()
 
 

@@ -15,16 +15,17 @@ from avmae.io import write_json, write_run_config
 from avmae.models.avmae import ModelConfig
 from avmae.models.classifier import AVClassifier
 from avmae.train import engine as eng
+from avmae.train.loop import Trainer
 from avmae.train.metrics import average_views, top1
-from avmae.train.pretrain import make_loader, train_steps
+from avmae.train.pretrain import steps_per_epoch
 
 MODALITY_SETS = {"audio": ["audio"], "video": ["video"], "av": ["audio", "video"]}
 
 
-def dataset(features_dir, split: str, stage: dict, train: bool) -> AVClipDataset:
+def dataset(features_dir, split: str, stage: dict, train: bool, seed: int) -> AVClipDataset:
     inp = stage["input"]
     return AVClipDataset(features_dir, split, inp["video_frames"], inp["video_stride"], inp["crop"],
-                         inp["audio_frames"], train=train, num_clips=stage["eval_clips"])
+                         inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed)
 
 
 @torch.no_grad()
@@ -51,18 +52,16 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
     rank, world = eng.setup_distributed()
     stage = settings["finetune"]
     torch.manual_seed(settings["seed"] + rank)
-    train_set = dataset(features_dir, "train", stage, train=True)
-    test_set = dataset(features_dir, "test", stage, train=False)
-    loader = make_loader(train_set, stage, rank, world, settings["seed"], shuffle=True, drop_last=True)
-    steps_per_epoch = len(loader) // eng.batch_split(stage["batch_size"], stage["micro_batch_size"], world)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{features_dir}: {len(train_set)} training clips are fewer than one batch "
-                         f"of {stage['batch_size']}")
+    train_set = dataset(features_dir, "train", stage, train=True, seed=settings["seed"])
+    test_set = dataset(features_dir, "test", stage, train=False, seed=settings["seed"])
+    steps = steps_per_epoch(len(train_set), stage, world, features_dir)
 
     model = AVClassifier(ModelConfig.from_dict(settings["model"]), len(train_set.classes),
                          MODALITY_SETS[modality], drop_path=stage["drop_path"])
     model.load_pretrained(torch.load(pretrained, map_location="cpu", weights_only=True))
-    engine, ds_config = eng.initialize(model, stage, steps_per_epoch * stage["epochs"], world)
+    engine, ds_config = eng.initialize(model, stage, steps * stage["epochs"], world)
+    trainer = Trainer(engine, train_set, stage, steps, out_dir, settings, rank, world, settings["seed"],
+                      f"finetune {modality}")
     smoothing = stage["label_smoothing"]
 
     def loss_fn(b):
@@ -70,10 +69,12 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
         return F.cross_entropy(logits.float(), b["label"], label_smoothing=smoothing)
 
     start = time.time()
-    curve = train_steps(engine, loader, stage["epochs"], loss_fn, f"finetune {modality}", rank)
+    state = trainer.fit(loss_fn)
     seconds = time.time() - start
     dtype = torch.bfloat16 if engine.bfloat16_enabled() else torch.float32
-    metrics = {"modality": modality, "loss_curve": curve, "train_clips": len(train_set),
+    metrics = {"modality": modality, "loss_curve": state["curve"], "train_clips": len(train_set),
+               "steps": state["step"], "skipped_batches": state["skipped"],
+               "resumed_at_steps": state["resumed_at"],
                "epochs": stage["epochs"], "train_seconds": seconds, "world_size": world,
                "eval_clips": stage["eval_clips"],
                **evaluate(engine.module, test_set, stage, engine.device, dtype)}

@@ -6,37 +6,34 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from avmae.data.dataset import AVClipDataset
 from avmae.io import atomic_path, write_json, write_run_config
 from avmae.models.avmae import AVMAE, ModelConfig
 from avmae.train import engine as eng
+from avmae.train.loop import Trainer
 
 
-def make_loader(dataset, stage: dict, rank: int, world: int, seed: int, shuffle: bool, drop_last: bool):
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed,
-                                 drop_last=drop_last)
-    return DataLoader(dataset, batch_size=stage["micro_batch_size"], sampler=sampler,
-                      num_workers=stage["num_workers"], pin_memory=torch.cuda.is_available(),
-                      drop_last=drop_last, persistent_workers=stage["num_workers"] > 0)
+def steps_per_epoch(n_clips: int, stage: dict, world: int, where) -> int:
+    """Optimizer steps per epoch (the clips left over by the last full batch wait for the next epoch)."""
+    steps = n_clips // stage["batch_size"]
+    eng.batch_split(stage["batch_size"], stage["micro_batch_size"], world)  # refuse a bad split early
+    if steps == 0:
+        raise ValueError(f"{where}: {n_clips} training clips are fewer than one batch of {stage['batch_size']}")
+    return steps
 
 
-def train_steps(engine, loader, epochs: int, loss_fn, desc: str, rank: int) -> list[float]:
-    """Run ``epochs`` over ``loader``; returns the mean loss of each epoch."""
-    curve = []
-    for epoch in range(epochs):
-        loader.sampler.set_epoch(epoch)
-        engine.train()
-        total, count = 0.0, 0
-        for batch in tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", disable=rank != 0, leave=False):
-            loss = loss_fn(eng.to_device(batch, engine))
-            engine.backward(loss)
-            engine.step()
-            total, count = total + loss.item(), count + 1
-        curve.append(total / max(count, 1))
-    return curve
+def train_dataset(features_dir, stage: dict, seed: int) -> AVClipDataset:
+    inp = stage["input"]
+    return AVClipDataset(features_dir, "train", inp["video_frames"], inp["video_stride"], inp["crop"],
+                         inp["audio_frames"], train=True, seed=seed)
+
+
+def export_fp32(engine, path: Path) -> None:
+    """The consolidated fp32 state dict that finetuning and the tables read."""
+    state = {k: v.detach().float().cpu() for k, v in engine.module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def run(settings: dict, features_dir: str | Path, out_dir: str | Path) -> dict:
@@ -45,31 +42,23 @@ def run(settings: dict, features_dir: str | Path, out_dir: str | Path) -> dict:
     rank, world = eng.setup_distributed()
     stage = settings["pretrain"]
     torch.manual_seed(settings["seed"] + rank)
-    inp = stage["input"]
-    dataset = AVClipDataset(features_dir, "train", inp["video_frames"], inp["video_stride"], inp["crop"],
-                            inp["audio_frames"], train=True)
-    loader = make_loader(dataset, stage, rank, world, settings["seed"], shuffle=True, drop_last=True)
-    steps_per_epoch = len(loader) // eng.batch_split(stage["batch_size"], stage["micro_batch_size"], world)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{features_dir}: {len(dataset)} training clips are fewer than one batch "
-                         f"of {stage['batch_size']}")
+    dataset = train_dataset(features_dir, stage, settings["seed"])
+    steps = steps_per_epoch(len(dataset), stage, world, features_dir)
     model = AVMAE(ModelConfig.from_dict(settings["model"]))
-    engine, ds_config = eng.initialize(model, stage, steps_per_epoch * stage["epochs"], world)
+    engine, ds_config = eng.initialize(model, stage, steps * stage["epochs"], world)
+    trainer = Trainer(engine, dataset, stage, steps, out_dir, settings, rank, world, settings["seed"], "pretrain")
 
     start = time.time()
-    curve = train_steps(engine, loader, stage["epochs"],
-                        lambda b: engine({"audio": b["audio"], "video": b["video"]})[0], "pretrain", rank)
+    state = trainer.fit(lambda b: engine({"audio": b["audio"], "video": b["video"]})[0])
     seconds = time.time() - start
     metrics = {
-        "final_loss": curve[-1], "loss_curve": curve, "epochs": stage["epochs"],
-        "steps": steps_per_epoch * stage["epochs"], "train_clips": len(dataset), "world_size": world,
-        "train_seconds": seconds, "clips_per_second": len(dataset) * stage["epochs"] / seconds,
+        "final_loss": state["curve"][-1], "loss_curve": state["curve"], "epochs": stage["epochs"],
+        "steps": state["step"], "skipped_batches": state["skipped"], "resumed_at_steps": state["resumed_at"],
+        "train_clips": len(dataset), "world_size": world, "train_seconds": seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     if rank == 0:
-        state = {k: v.detach().float().cpu() for k, v in engine.module.state_dict().items()}
-        with atomic_path(out_dir / "model.pt") as tmp:
-            torch.save(state, tmp)
+        export_fp32(engine, out_dir / "model.pt")
         write_run_config(out_dir, settings, deepspeed=ds_config, features=str(features_dir))
         write_json(out_dir / "metrics.json", metrics)
     return metrics

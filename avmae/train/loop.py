@@ -1,0 +1,192 @@
+"""The training loop shared by pretraining and finetuning.
+
+* Sampling: :class:`EpochSampler` shuffles with a seed per epoch, splits the clips across
+  ranks and yields ``(epoch, clip)`` keys, so every clip's augmentation is drawn from its
+  own seed (see :mod:`avmae.data.dataset`) whatever the number of processes or workers.
+  Each epoch holds exactly ``steps_per_epoch`` optimizer steps.
+* Checkpoints: a DeepSpeed checkpoint every ``checkpoint_every`` optimizer steps and at
+  the end, in ``{out}/checkpoints`` (not a Snakemake output, so a failed job keeps it),
+  with the loop position, loss curve and RNG states as client state. A rerun with the
+  same settings resumes from the latest one; other settings start afresh.
+* Logs: one CSV row per optimizer step (``log/steps.csv``): epoch, step, loss, lr,
+  samples/s.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from avmae.train import engine as eng
+
+
+class EpochSampler(Sampler):
+    """Seeded shuffle per epoch, split across ranks, yielding ``(epoch, clip index)``."""
+
+    def __init__(self, n: int, per_rank: int, rank: int, world: int, seed: int):
+        self.n, self.per_rank, self.rank, self.world, self.seed = n, per_rank, rank, world, seed
+        self.epoch, self.skip = 0, 0
+
+    def set_position(self, epoch: int, skip: int = 0) -> None:
+        """Start at ``epoch``, ``skip`` keys into this rank's share."""
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        mine = order[self.rank::self.world][: self.per_rank]
+        return iter([(self.epoch, int(i)) for i in mine[self.skip:]])
+
+    def __len__(self) -> int:
+        return self.per_rank - self.skip
+
+
+def settings_digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"] is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Epochs of DeepSpeed steps over a dataset, with checkpoints and resume."""
+
+    def __init__(self, engine, dataset, stage: dict, steps_per_epoch: int, out_dir: Path, settings: dict,
+                 rank: int, world: int, seed: int, desc: str):
+        self.engine, self.stage, self.rank, self.desc = engine, stage, rank, desc
+        self.steps_per_epoch = steps_per_epoch
+        self.accum = eng.batch_split(stage["batch_size"], stage["micro_batch_size"], world)
+        per_rank = steps_per_epoch * self.accum * stage["micro_batch_size"]
+        self.sampler = EpochSampler(len(dataset), per_rank, rank, world, seed)
+        self.loader = DataLoader(dataset, batch_size=stage["micro_batch_size"], sampler=self.sampler,
+                                 num_workers=stage["num_workers"], pin_memory=torch.cuda.is_available(),
+                                 generator=torch.Generator())  # keeps the global RNG out of its seeding
+        self.ckpt_dir = out_dir / "checkpoints"
+        self.log_path = out_dir / "log" / "steps.csv"
+        self.digest = settings_digest(settings)
+        self.state = {"epoch": 0, "step": 0, "curve": [], "epoch_loss": 0.0, "skipped": 0, "resumed_at": []}
+
+    # ---------------------------------------------------------------- checkpoints
+    def _save(self) -> None:
+        client = {**self.state, "rng": _rng_state()}
+        self.engine.save_checkpoint(str(self.ckpt_dir), tag=f"step{self.state['step']}", client_state=client)
+        if self.rank == 0:  # keep only the newest checkpoint
+            for old in self.ckpt_dir.glob("step*"):
+                if old.name != f"step{self.state['step']}":
+                    shutil.rmtree(old, ignore_errors=True)
+
+    def _resume(self) -> None:
+        latest = self.ckpt_dir / "latest"
+        if not latest.exists():
+            return
+        path, client = self.engine.load_checkpoint(str(self.ckpt_dir))
+        if path is None:
+            raise RuntimeError(f"{self.ckpt_dir}: 'latest' names a checkpoint that cannot be loaded")
+        _set_rng_state(client.pop("rng"))
+        self.state = {k: client[k] for k in self.state}
+        self.state["resumed_at"].append(self.state["step"])
+
+    def discard_stale_checkpoints(self) -> None:
+        """Delete checkpoints written with other settings (rank 0, before any rank loads)."""
+        latest = self.ckpt_dir / "latest"
+        digest_file = self.ckpt_dir / "settings.digest"
+        if self.rank == 0:
+            if latest.exists() and (not digest_file.exists() or digest_file.read_text() != self.digest):
+                shutil.rmtree(self.ckpt_dir)
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            digest_file.write_text(self.digest)
+        if dist.is_initialized():
+            dist.barrier()
+
+    # ---------------------------------------------------------------------- loop
+    def _log(self, row: dict) -> None:
+        if self.rank != 0:
+            return
+        new = not self.log_path.exists()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def _finite(self, loss: torch.Tensor) -> bool:
+        flag = torch.tensor([float(torch.isfinite(loss.detach()).all())], device=loss.device)
+        if dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def fit(self, loss_fn) -> dict:
+        """Train to ``stage['epochs']``; returns the loop state (curve, steps, skips)."""
+        self.discard_stale_checkpoints()
+        self._resume()
+        every = self.stage["checkpoint_every"]
+        epochs = self.stage["epochs"]
+        on_nonfinite = self.stage["on_nonfinite"]
+        micro = self.stage["micro_batch_size"]
+        while self.state["epoch"] < epochs:
+            epoch = self.state["epoch"]
+            done_in_epoch = self.state["step"] - epoch * self.steps_per_epoch
+            self.sampler.set_position(epoch, done_in_epoch * self.accum * micro)
+            self.engine.train()
+            tick, micro_losses, n_micro = time.time(), [], 0
+            bar = tqdm(self.loader, desc=f"{self.desc} epoch {epoch + 1}/{epochs}", disable=self.rank != 0,
+                       leave=False, initial=done_in_epoch * self.accum, total=self.steps_per_epoch * self.accum)
+            for batch in bar:
+                loss = loss_fn(eng.to_device(batch, self.engine))
+                if self._finite(loss):
+                    self.engine.backward(loss)
+                    micro_losses.append(loss.item())
+                elif on_nonfinite == "stop":
+                    raise FloatingPointError(f"{self.desc}: non-finite loss at optimizer step "
+                                             f"{self.state['step']} (epoch {epoch + 1})")
+                else:  # the micro-batch adds zero gradient; ranks stay in step
+                    self.state["skipped"] += 1
+                    self.engine.backward(sum(p.sum() for p in self.engine.module.parameters()) * 0.0)
+                self.engine.step()
+                n_micro += 1
+                if n_micro % self.accum:
+                    continue
+                self._after_step(micro_losses, tick, micro)
+                tick, micro_losses = time.time(), []
+                if every and self.state["step"] % every == 0:
+                    self._save()
+            self.state["curve"].append(self.state["epoch_loss"] / self.steps_per_epoch)
+            self.state["epoch_loss"] = 0.0
+            self.state["epoch"] += 1
+        self._save()
+        return self.state
+
+    def _after_step(self, micro_losses: list[float], tick: float, micro: int) -> None:
+        """Bookkeeping after an optimizer step: the loss is averaged over micro-batches and ranks."""
+        total = torch.tensor([sum(micro_losses), len(micro_losses)], dtype=torch.float64)
+        if dist.is_initialized():
+            dist.all_reduce(total)
+        loss = (total[0] / total[1]).item() if total[1] else math.nan
+        self.state["step"] += 1
+        self.state["epoch_loss"] += 0.0 if math.isnan(loss) else loss
+        seconds = time.time() - tick
+        self._log({"epoch": self.state["epoch"] + 1, "step": self.state["step"], "loss": loss,
+                   "lr": self.engine.get_lr()[0],
+                   "samples_per_s": self.accum * micro * self.engine.world_size / max(seconds, 1e-9)})
