@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, write_features
 
 from avmae.models.avmae import AVMAE, ModelConfig
 
@@ -44,15 +44,18 @@ def pretrained(tmp_path):
     return path
 
 
-def test_two_processes_match_one_with_twice_the_micro_batch(features_dir, tiny_settings, pretrained, tmp_path):
+def test_two_processes_match_one_with_twice_the_micro_batch(tiny_settings, pretrained, tmp_path):
     """Data parallelism changes nothing but the float summation order.
 
     Finetuning without stochastic depth is deterministic given the clips and their
     augmentations, which are drawn per clip (not per process), so 2 ranks x 4 clips
     and 1 rank x 8 clips take identical steps; 1e-4 allows for reduction order.
+    7 test clips x 3 views do not split evenly over 2 ranks: evaluation must still
+    see each view exactly once.
     """
+    features_dir = write_features(tmp_path / "features", n_test=7)
     s = dict(tiny_settings)
-    s["finetune"] = {**s["finetune"], "drop_path": 0.0, "epochs": 3, "batch_size": 8}
+    s["finetune"] = {**s["finetune"], "drop_path": 0.0, "epochs": 3, "batch_size": 8, "eval_clips": 3}
     runs = {}
     for world, micro in ((1, 8), (2, 4)):
         s["finetune"]["micro_batch_size"] = micro
@@ -63,6 +66,7 @@ def test_two_processes_match_one_with_twice_the_micro_batch(features_dir, tiny_s
     assert runs[2]["world_size"] == 2 and runs[2]["steps"] == runs[1]["steps"] == 3 * 2
     assert runs[2]["loss_curve"] == pytest.approx(runs[1]["loss_curve"], rel=1e-4)
     assert runs[2]["top1"] == pytest.approx(runs[1]["top1"])
+    assert runs[2]["test_clips"] == 7 and runs[2]["test_ids_sha256"] == runs[1]["test_ids_sha256"]
 
 
 def test_kill_9_then_rerun_resumes_to_the_same_result(features_dir, tiny_settings, tmp_path):

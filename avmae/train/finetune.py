@@ -5,18 +5,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from avmae.data.dataset import AVClipDataset
 from avmae.io import write_json, write_run_config
 from avmae.models.avmae import ModelConfig
 from avmae.models.classifier import AVClassifier
 from avmae.train import engine as eng
+from avmae.train.evaluate import ids_digest, predict
 from avmae.train.loop import Trainer
-from avmae.train.metrics import average_views, top1
+from avmae.train.metrics import top1
 from avmae.train.pretrain import steps_per_epoch
 
 MODALITY_SETS = {"audio": ["audio"], "video": ["video"], "av": ["audio", "video"]}
@@ -28,19 +27,12 @@ def dataset(features_dir, split: str, stage: dict, train: bool, seed: int) -> AV
                          inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed)
 
 
-@torch.no_grad()
 def evaluate(model: AVClassifier, data: AVClipDataset, stage: dict, device, dtype) -> dict:
-    """Logits averaged over ``eval_clips`` views per clip; top-1 accuracy."""
-    model.eval()
-    loader = DataLoader(data, batch_size=stage["micro_batch_size"], num_workers=stage["num_workers"])
-    logits, index = [], []
-    for b in loader:
-        x = {m: b[m].to(device, dtype) for m in model.modalities}
-        logits.append(model(x).float().cpu().numpy())
-        index.append(b["index"].numpy())
-    per_clip = average_views(np.concatenate(logits), np.concatenate(index), len(data.index))
+    """Top-1 over the test clips, logits averaged over ``eval_clips`` views per clip."""
+    per_clip = predict(model, data, stage["micro_batch_size"], stage["num_workers"], device, dtype)
     labels = data.index.label_index.to_numpy()
-    return {"top1": top1(per_clip, labels), "test_clips": len(labels)}
+    return {"top1": top1(per_clip, labels), "test_clips": len(labels),
+            "test_ids_sha256": ids_digest(data.index.id)}
 
 
 def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modality: str,
