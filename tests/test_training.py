@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -78,3 +79,18 @@ def test_pretrain_then_finetune(features_dir, tiny_settings, tmp_path):
 def test_finetune_rejects_unknown_modality(features_dir, tiny_settings, tmp_path):
     with pytest.raises(ValueError, match="modality"):
         finetune.run(tiny_settings, features_dir, tmp_path / "none.pt", "text", tmp_path)
+
+
+def test_map_and_epic_metrics():
+    from avmae.train.metrics import mean_average_precision, verb_noun_action
+
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    perfect = targets + 0.1
+    assert mean_average_precision(perfect, targets) == pytest.approx(100.0)  # class 2 has no positive
+    worst = 1.0 - targets
+    assert mean_average_precision(worst, targets) < 70.0
+    with pytest.raises(ValueError):
+        mean_average_precision(perfect, np.zeros_like(targets))
+    m = verb_noun_action(np.eye(3), np.eye(3), np.array([0, 1, 0]), np.array([0, 2, 2]))
+    assert m == {"verb_top1": pytest.approx(200 / 3), "noun_top1": pytest.approx(200 / 3),
+                 "action_top1": pytest.approx(100 / 3)}
