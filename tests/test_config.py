@@ -76,3 +76,18 @@ def test_workflow_refuses_bad_config_before_any_job(tmp_path, config):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode != 0
     assert "['model']['mask_ratio']['audio']" in proc.stdout + proc.stderr
+
+
+def test_paper_profile_validates_on_top_of_the_default(config):
+    """`--configfile config/paper.yaml` deep-merges onto the default config."""
+    def merge(base, over):
+        for k, v in over.items():
+            base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return base
+
+    paper = merge(copy.deepcopy(config), yaml.safe_load((ROOT / "config/paper.yaml").read_text()))
+    validate(paper, SCHEMA)
+    run = PretrainRun("vggsound", "base", "mid", "shared", "joint", 400)
+    s = pretrain_settings(paper, run)
+    assert s["model"]["video_patch"] == [2, 16, 16] and s["pretrain"]["batch_size"] == 512
+    assert s["pretrain"]["input"] == {"video_frames": 16, "video_stride": 4, "crop": 224, "audio_frames": 800}

@@ -24,7 +24,7 @@ def dataset_config(name):
 
 
 def is_toy(name):
-    return "toy" in dataset_config(name)
+    return dataset_config(name).get("toy") is not None
 
 
 def list_path(name):
