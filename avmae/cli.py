@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from avmae.data.commands import add_commands
+
 
 def _settings(text: str) -> dict:
     try:
@@ -28,14 +30,6 @@ def cmd_toy(a):
 
     make_toy_vggsound(a.out, clips_per_class=a.clips_per_class, test_fraction=a.test_fraction,
                       seed=a.seed, workers=a.workers)
-
-
-def cmd_download(a):
-    from avmae.data.download import download
-    from avmae.data.lists import read_vggsound
-
-    download(read_vggsound(a.list), a.url_template, a.out, a.manifest, workers=a.workers,
-             allow_file_urls=a.allow_file_urls, clip_seconds=a.clip_seconds)
 
 
 def cmd_features(a):
@@ -92,15 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2)
     s.set_defaults(func=cmd_toy)
 
-    s = sub.add_parser("download", help="download the clips of a VGGSound-format list with yt-dlp")
-    s.add_argument("--list", required=True, type=Path, help="VGGSound CSV: id,start,label,split")
-    s.add_argument("--url-template", required=True, help="URL with {id}, e.g. https://www.youtube.com/watch?v={id}")
-    s.add_argument("--out", required=True, type=Path, help="folder for the clips")
-    s.add_argument("--manifest", required=True, type=Path, help="CSV written with one row per clip")
-    s.add_argument("--allow-file-urls", action="store_true", help="allow file:// URLs (toy data)")
-    s.add_argument("--clip-seconds", type=float, default=10.0)
-    s.add_argument("--workers", type=int, default=2)
-    s.set_defaults(func=cmd_download)
+    # download, split-list, merge-manifests, as500k (also: python -m avmae.data.commands)
+    add_commands(sub)
 
     s = sub.add_parser("features", help="decode clips to log-mel spectrograms and 25 fps frames")
     s.add_argument("--manifest", required=True, type=Path, help="download manifest")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avmae.data.download import MANIFEST_COLUMNS, download
+from avmae.data.download import MANIFEST_COLUMNS, Policy, download
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import Clip
 from avmae.data.toy import write_mp4
@@ -56,7 +56,8 @@ def fetched(tmp_path_factory):
              Clip("../evil", 0.0, "c", "test"), Clip("timecode_B0", 0.0, "d", "test")]
     out = root / "out"
     kwargs = dict(url_template=f"file://{src}/{{id}}.mp4", out_dir=out / "media",
-                  manifest_path=out / "manifest.csv", workers=2, allow_file_urls=True)
+                  manifest_path=out / "manifest.csv", workers=2, allow_file_urls=True,
+                  policy=Policy(sleep=0, rate=0))
     manifest = download(clips, **kwargs)
     return root, clips, kwargs, manifest
 
@@ -66,7 +67,7 @@ def test_manifest_records_every_clip(fetched):
     on_disk = pd.read_csv(kwargs["manifest_path"], keep_default_na=False)
     assert list(on_disk.columns) == MANIFEST_COLUMNS
     assert on_disk.id.tolist() == [c.id for c in clips]
-    assert on_disk.status.tolist() == ["ok", "failed", "failed", "ok"]
+    assert on_disk.status.tolist() == ["ok", "unavailable", "unavailable", "ok"]
     missing, evil = on_disk.iloc[1], on_disk.iloc[2]
     assert "No such file" in missing.reason and "\n" not in missing.reason
     assert "invalid id" in evil.reason
@@ -75,7 +76,8 @@ def test_manifest_records_every_clip(fetched):
 
 def test_bad_id_never_touches_files_outside_out_dir(fetched):
     root, *_ = fetched
-    assert sorted(p.name for p in (root / "out").iterdir()) == ["manifest.csv", "media"]
+    assert sorted(p.name for p in (root / "out").iterdir()) == [
+        "manifest.csv", "manifest.journal.jsonl", "media"]
     assert sorted(p.name for p in (root / "out" / "media").iterdir()) == ["timecode_A2.mp4",
                                                                          "timecode_B0.mp4"]
 

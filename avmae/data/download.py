@@ -1,4 +1,20 @@
-"""Download the 10 s sections of a URL list with yt-dlp, and record what happened.
+"""Download the sections of a clip list with yt-dlp, and record what happened to each.
+
+Every clip ends in one manifest row with status ``ok``, ``unavailable`` (permanent: private,
+removed, terminated account, geo-blocked, HTTP 403/404/410, an invalid id) or ``failed``
+(transient, or not known to be permanent: HTTP 429/5xx, timeouts, "confirm you're not a
+bot", "try again later", resets, cut-short files), plus a one-line reason. Transient
+failures are retried with exponential backoff; after ``block_after`` clips in a row end
+``failed``, the run stops and raises :class:`ClientBlocked` ("the client looks blocked")
+instead of burning through the list: the clips it did not try are recorded as ``failed``,
+never as ``unavailable``. Each kept clip is verified (it decodes, its duration is near the
+expected one, it has an audio stream); a clip that fails verification is deleted.
+
+Resume: each finished clip is appended to a journal (``<manifest>.journal.jsonl``) as soon
+as it ends, so a killed run loses at most the clips in flight. A rerun skips clips the
+journal records as ``ok`` (whose file is still there) or ``unavailable``. yt-dlp writes a
+``.part`` file and renames it when complete, and only a verified file enters the journal, so
+a half file never counts as done.
 
 yt-dlp's Python API cuts each clip to ``[start, start + clip_seconds)`` itself: section
 downloads always go through its ffmpeg downloader (``-ss start -t 10 -i URL``), and with
@@ -26,12 +42,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import os
 import re
 import threading
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -42,11 +61,14 @@ from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import Clip
+from avmae.data.verify import VerifyError, verify_clip
 from avmae.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = ["id", "start_seconds", "label", "split", "status", "path", "reason"]
+STATUSES = ("ok", "unavailable", "failed")
+MANIFEST_COLUMNS = ["id", "start_seconds", "end_seconds", "label", "split", "source",
+                    "status", "path", "reason", "attempts", "duration"]
 VALID_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Low resolution is enough (features use 40-224 px); prefer mp4/m4a so merging is a remux.
 FORMAT = "bv*[height<=?360]+ba/b[height<=?360]/bv*+ba/b"
@@ -54,6 +76,43 @@ FORMAT_SORT = ["res:360", "ext:mp4:m4a"]
 # The cut section is re-encoded (by default libx264/aac for mp4): trade a little quality
 # for half the CPU time. Encoders that lack these private options only warn.
 CUT_ENCODER_ARGS = ["-preset", "veryfast", "-aac_coder", "fast"]
+# Checked in this order: YouTube's rate-limit page says "Video unavailable ... try again
+# later", so transient patterns win; anything unmatched counts as transient (``failed``).
+TRANSIENT = re.compile(
+    r"HTTP Error (429|5\d\d)|too many requests|not a bot|try again later|timed? ?out|"
+    r"connection (reset|refused|aborted)|temporar|incomplete ?read|rate.?limit", re.IGNORECASE)
+PERMANENT = re.compile(
+    r"video unavailable|private video|removed|terminated|available in your country|"
+    r"blocked it in your country|geo.?restrict|copyright|HTTP Error (403|404|410)|"
+    r"no such file|does not exist|invalid id", re.IGNORECASE)
+
+
+class ClientBlocked(RuntimeError):
+    """Many clips in a row failed transiently: the client looks rate-limited or blocked."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Retries, pacing and authentication; the defaults are polite to YouTube."""
+
+    retries: int = 3            # extra attempts after a transient failure
+    backoff: float = 30.0       # seconds before the first retry; doubles each time
+    max_backoff: float = 600.0
+    block_after: int = 20       # clips failed in a row -> ClientBlocked
+    sleep: float = 2.0          # pause after each clip, per worker
+    rate: float = 0.5           # clip starts per second over all workers; 0: no cap
+    verify: bool = True
+    cookies: str | None = None  # Netscape cookies.txt passed to yt-dlp
+    proxy: str | None = None    # e.g. socks5://127.0.0.1:1080
+    timeout: float = 30.0       # socket timeout, seconds
+    retry_unavailable: bool = False
+
+
+def classify(message: str) -> str:
+    """``unavailable`` or ``failed`` for an error message (see TRANSIENT/PERMANENT)."""
+    if TRANSIENT.search(message):
+        return "failed"
+    return "unavailable" if PERMANENT.search(message) else "failed"
 
 
 class _YtdlpLog:
@@ -91,6 +150,36 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.split()) or type(error).__name__
 
 
+def ytdlp_options(out_dir: Path, allow_file_urls: bool, policy: Policy) -> dict:
+    """The YoutubeDL options of every worker."""
+    opts = {
+        "format": FORMAT,
+        "format_sort": FORMAT_SORT,
+        "merge_output_format": "mp4",
+        "download_ranges": _section,
+        "force_keyframes_at_cuts": True,
+        "external_downloader_args": {"ffmpeg_o": CUT_ENCODER_ARGS},
+        # '%' is yt-dlp's template character: escape it in the folder name
+        "outtmpl": str(out_dir).replace("%", "%%") + "/%(avmae_id)s.%(ext)s",
+        "overwrites": True,
+        "noplaylist": True,
+        "quiet": True,
+        "noprogress": True,
+        "color": "no_color",
+        "logger": _YtdlpLog(),
+        "ffmpeg_location": ffmpeg_exe(),
+        "enable_file_urls": allow_file_urls,
+        "socket_timeout": policy.timeout,
+        "retries": 0,  # retries are ours, with backoff and failure classes
+        "extractor_retries": 0,
+    }
+    if policy.cookies:
+        opts["cookiefile"] = policy.cookies
+    if policy.proxy:
+        opts["proxy"] = policy.proxy
+    return opts
+
+
 class _Fetcher:
     """Downloads clip sections with one YoutubeDL per worker thread.
 
@@ -100,27 +189,10 @@ class _Fetcher:
     clips.
     """
 
-    def __init__(self, out_dir: Path, clip_seconds: float, allow_file_urls: bool):
-        self.clip_seconds = clip_seconds
+    def __init__(self, out_dir: Path, allow_file_urls: bool, policy: Policy):
+        self.out_dir = out_dir
         self.allow_file_urls = allow_file_urls
-        self.opts = {
-            "format": FORMAT,
-            "format_sort": FORMAT_SORT,
-            "merge_output_format": "mp4",
-            "download_ranges": _section,
-            "force_keyframes_at_cuts": True,
-            "external_downloader_args": {"ffmpeg_o": CUT_ENCODER_ARGS},
-            # '%' is yt-dlp's template character: escape it in the folder name
-            "outtmpl": str(out_dir).replace("%", "%%") + "/%(avmae_id)s.%(ext)s",
-            "overwrites": True,
-            "noplaylist": True,
-            "quiet": True,
-            "noprogress": True,
-            "color": "no_color",
-            "logger": _YtdlpLog(),
-            "ffmpeg_location": ffmpeg_exe(),
-            "enable_file_urls": allow_file_urls,
-        }
+        self.opts = ytdlp_options(out_dir, allow_file_urls, policy)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._made: list[yt_dlp.YoutubeDL] = []
@@ -134,14 +206,16 @@ class _Fetcher:
                 self._made.append(ydl)
         return ydl
 
-    def fetch(self, clip: Clip, url: str) -> Path:
+    def fetch(self, clip: Clip, url: str, end: float) -> Path:
         """Download one section; return the file path or raise."""
-        extra = {"avmae_id": clip.id, "avmae_section": (clip.start, clip.start + self.clip_seconds)}
+        extra = {"avmae_id": clip.id, "avmae_section": (clip.start, end)}
         info = self._ydl().extract_info(url, download=True, extra_info=extra)
         downloads = (info or {}).get("requested_downloads") or []
         path = Path(downloads[0]["filepath"]) if downloads else None
         if path is None or not path.is_file():
             raise RuntimeError("yt-dlp reported success but wrote no file")
+        if path.resolve().parent != self.out_dir:
+            raise RuntimeError(f"yt-dlp wrote {path} outside {self.out_dir}")
         if path.stat().st_size == 0:
             raise RuntimeError(f"downloaded file {path.name} is empty")
         return path
@@ -151,40 +225,104 @@ class _Fetcher:
             ydl.close()
 
 
-def _row(clip: Clip, status: str, path: str = "", reason: str = "") -> dict:
-    return {"id": clip.id, "start_seconds": clip.start, "label": clip.label,
-            "split": clip.split, "status": status, "path": path, "reason": reason}
+class Journal:
+    """Append-only JSON lines, one per finished clip; the last row of a clip wins.
+
+    A line cut short by a kill is ignored on reading.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def read(self) -> dict[tuple[str, float], dict]:
+        rows: dict[tuple[str, float], dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    row = json.loads(line)
+                    rows[(row["id"], float(row["start_seconds"]))] = row
+        return rows
+
+    def append(self, row: dict) -> None:
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
 
 
-def _previous_ok(manifest_path: Path, out_dir: Path) -> dict[tuple[str, float], str]:
-    """(id, start) -> path, for clips an earlier run saved in out_dir that are still there."""
-    if not manifest_path.exists():
-        return {}
-    old = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
-    missing = set(MANIFEST_COLUMNS) - set(old.columns)
-    if missing:
-        raise ValueError(
-            f"{manifest_path}: not a download manifest, missing columns {sorted(missing)}")
-    old["start"] = pd.to_numeric(old["start_seconds"], errors="coerce")
-    done = {}
-    for r in old[old["status"] == "ok"].itertuples():
-        path = Path(r.path)
-        if path.parent == out_dir and path.is_file() and path.stat().st_size > 0:
-            done[(r.id, r.start)] = r.path
-    return done
+class _Pacer:
+    """Spaces clip starts over all workers to at most ``rate`` per second."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self, stop: threading.Event) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self.next)
+            self.next = start + self.interval
+        stop.wait(start - now)
+
+
+class _Breaker:
+    """Counts clips that end ``failed`` in a row; trips ``stop`` at the limit."""
+
+    def __init__(self, limit: int):
+        self.limit, self.in_a_row = limit, 0
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def record(self, status: str) -> None:
+        with self._lock:
+            self.in_a_row = self.in_a_row + 1 if status == "failed" else 0
+            if self.limit and self.in_a_row >= self.limit:
+                self.stop.set()
+
+
+def _row(clip: Clip, end: float, status: str, path: str = "", reason: str = "",
+         attempts: int = 0, duration: float | None = None) -> dict:
+    return {"id": clip.id, "start_seconds": clip.start, "end_seconds": end, "label": clip.label,
+            "split": clip.split, "source": clip.source or "", "status": status, "path": path,
+            "reason": reason, "attempts": attempts, "duration": duration}
+
+
+def _rejections(clips: list[Clip]) -> list[str | None]:
+    """Why each clip is not downloaded at all (bad id, duplicate), or None."""
+    reasons, seen = [], set()
+    for clip in clips:
+        bad = next((v for v in (clip.id, clip.video) if not VALID_ID.fullmatch(v)), None)
+        if bad is not None:
+            reasons.append(f"invalid id {bad!r}: expected 1-64 characters from [A-Za-z0-9_-]")
+        elif clip.id in seen:  # files are named by id
+            reasons.append(f"duplicate id {clip.id!r}: only its first row is downloaded")
+        else:
+            reasons.append(None)
+        seen.add(clip.id)
+    return reasons
+
+
+def journal_path(manifest_path: str | os.PathLike) -> Path:
+    manifest_path = Path(manifest_path)
+    return manifest_path.with_name(manifest_path.stem + ".journal.jsonl")
 
 
 def download(clips: list[Clip], url_template: str, out_dir: str | os.PathLike,
              manifest_path: str | os.PathLike, workers: int = 2,
-             allow_file_urls: bool = False, clip_seconds: float = 10.0) -> pd.DataFrame:
-    """Download ``[start, start + clip_seconds)`` of every clip into ``out_dir/{id}.mp4``.
+             allow_file_urls: bool = False, clip_seconds: float = 10.0,
+             policy: Policy | None = None) -> pd.DataFrame:
+    """Download ``[start, end)`` of every clip into ``out_dir/{id}.mp4``; write the manifest.
 
-    ``url_template`` holds ``{id}``. Each clip gets one manifest row (status ``ok`` or
-    ``failed`` with a one-line reason); a failure never stops the batch. Ids that are not
-    ``[A-Za-z0-9_-]{1,64}`` are rejected before any URL or path is built from them.
-    Clips that an earlier manifest marks ok, and whose file exists, are not fetched again.
-    The manifest is written atomically and also returned.
+    ``url_template`` holds ``{id}``, replaced by the clip's ``video`` (its ``source`` or
+    its id); a clip without ``end`` lasts ``clip_seconds``. Ids that are not
+    ``[A-Za-z0-9_-]{1,64}`` are rejected (``unavailable``) before any URL or path is built
+    from them. The manifest is written atomically and returned; when the client looks
+    blocked it is still written, then :class:`ClientBlocked` is raised.
     """
+    policy = policy or Policy()
     if "{id}" not in url_template:
         raise ValueError(f"url_template {url_template!r} has no '{{id}}' placeholder")
     if urllib.parse.urlparse(url_template).scheme == "file" and not allow_file_urls:
@@ -192,40 +330,64 @@ def download(clips: list[Clip], url_template: str, out_dir: str | os.PathLike,
             f"url_template {url_template!r} is a file:// URL; pass allow_file_urls=True")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = Path(manifest_path)
-    done = _previous_ok(manifest_path, out_dir)
+    journal = Journal(journal_path(manifest_path))
+    before = journal.read()
+    fetcher = _Fetcher(out_dir, allow_file_urls, policy)
+    pacer, breaker = _Pacer(policy.rate), _Breaker(policy.block_after)
 
-    fetcher = _Fetcher(out_dir, clip_seconds, allow_file_urls)
+    def attempt(clip: Clip, end: float) -> tuple[str, str, str, float | None]:
+        """One try: (status, path, reason, duration)."""
+        try:
+            path = fetcher.fetch(clip, url_template.replace("{id}", clip.video), end)
+        except Exception as e:  # noqa: BLE001 - any failure is recorded, the batch goes on
+            reason = _one_line(e)
+            return classify(reason), "", reason, None
+        if not policy.verify:
+            return "ok", str(path), "", None
+        try:
+            duration = verify_clip(path, end - clip.start)
+        except VerifyError as e:
+            path.unlink(missing_ok=True)
+            return ("unavailable" if e.permanent else "failed"), "", f"verify: {e}", None
+        return "ok", str(path), "", duration
 
     def work(item: tuple[Clip, str | None]) -> dict:
         clip, rejected = item
+        end = clip.end if clip.end is not None else clip.start + clip_seconds
         if rejected:
-            return _row(clip, "failed", reason=rejected)
-        if (clip.id, clip.start) in done:
-            return _row(clip, "ok", done[(clip.id, clip.start)])
-        try:
-            path = fetcher.fetch(clip, url_template.replace("{id}", clip.id))
-        except Exception as e:  # noqa: BLE001 - any failure is recorded, the batch goes on
-            return _row(clip, "failed", reason=_one_line(e))
-        return _row(clip, "ok", str(path))
+            return _row(clip, end, "unavailable", reason=rejected)
+        old = before.get((clip.id, clip.start))
+        if old and (old["status"] == "ok" and Path(old["path"]).is_file()
+                    or old["status"] == "unavailable" and not policy.retry_unavailable):
+            return old
+        if breaker.stop.is_set():
+            return _row(clip, end, "failed", reason="not attempted: the client looks blocked")
+        for tries in range(1, policy.retries + 2):
+            pacer.wait(breaker.stop)
+            status, path, reason, duration = attempt(clip, end)
+            if status != "failed" or tries > policy.retries or breaker.stop.is_set():
+                break
+            breaker.stop.wait(min(policy.max_backoff, policy.backoff * 2 ** (tries - 1)))
+        row = _row(clip, end, status, path, reason, tries, duration)
+        breaker.record(status)
+        journal.append(row)
+        breaker.stop.wait(policy.sleep)
+        return row
 
-    items, seen = [], set()
-    for clip in clips:
-        if not VALID_ID.fullmatch(clip.id):
-            rejected = f"invalid id {clip.id!r}: expected 1-64 characters from [A-Za-z0-9_-]"
-        elif clip.id in seen:
-            rejected = f"duplicate id {clip.id!r}: only its first row is downloaded"
-        else:
-            rejected = None
-        seen.add(clip.id)
-        items.append((clip, rejected))
-
+    items = list(zip(clips, _rejections(clips)))
     with contextlib.closing(fetcher), ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(tqdm(pool.map(work, items), total=len(items), desc="download", unit="clip"))
 
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     with atomic_path(manifest_path) as tmp:
         manifest.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
-    n_ok = int((manifest.status == "ok").sum())
-    log.info("downloaded %d/%d clips; manifest %s", n_ok, len(manifest), manifest_path)
+    counts = manifest.status.value_counts().to_dict()
+    log.info("clips: %s; manifest %s", counts, manifest_path)
+    if breaker.stop.is_set():
+        raise ClientBlocked(
+            f"{policy.block_after} clips in a row failed transiently (last: "
+            f"{next((r['reason'] for r in reversed(rows) if r['attempts']), '?')}); the client "
+            f"looks rate-limited or blocked. Clips not tried are recorded as 'failed', not "
+            f"'unavailable'. Wait, or change --proxy/--cookies, then rerun: finished clips are "
+            f"skipped. Manifest: {manifest_path}")
     return manifest

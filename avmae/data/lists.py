@@ -1,8 +1,20 @@
-"""VGGSound URL lists: read and write the official CSV format.
+"""URL lists: the official formats of VGGSound, AudioSet and EPIC-KITCHENS-100.
 
-The official file has no header; each row is ``youtube_id,start_seconds,label,split``.
-Labels that contain commas are double-quoted, so rows are parsed with :mod:`csv`.
-All malformed rows of a file are reported together in one :class:`ListFormatError`.
+All three map to one record, :class:`Clip` (id, start, end, label(s), split, source):
+
+- VGGSound ``vggsound.csv``: no header; ``youtube_id,start_seconds,label,split``.
+  Labels that contain commas are double-quoted, so rows are parsed with :mod:`csv`.
+- AudioSet segment CSVs (balanced, unbalanced = AS-2M, eval): three ``#`` comment lines,
+  then ``YTID, start_seconds, end_seconds, positive_labels`` with the label ids (``/m/...``)
+  quoted and comma-separated. ``class_labels_indices.csv`` (``index,mid,display_name``)
+  names the 527 classes; when given, an unknown label id is a row error.
+- EPIC-KITCHENS-100 ``EPIC_100_{train,validation}.csv``: a header row; one row per
+  narrated action with ``HH:MM:SS.ff`` start/stop timestamps and verb/noun classes. The
+  clip id is ``narration_id``; the video to fetch (``source``) is ``video_id``.
+
+A multi-label clip keeps its labels joined by ``;`` in ``label`` (no VGGSound class name,
+AudioSet id or EPIC class contains one); :attr:`Clip.labels` splits them. All malformed rows
+of a file are reported together in one :class:`ListFormatError`; every other row is read.
 """
 
 from __future__ import annotations
@@ -10,13 +22,23 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from avmae.io import atomic_path
 
 SPLITS = ("train", "test")
+FORMATS = ("vggsound", "audioset", "epic", "clips")
 MAX_REPORTED_ERRORS = 20
+LABEL_SEP = ";"
+AUDIOSET_HEADER = ("YTID", "start_seconds", "end_seconds", "positive_labels")
+EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "narration_timestamp",
+                "start_timestamp", "stop_timestamp", "start_frame", "stop_frame", "narration",
+                "verb", "verb_class", "noun", "noun_class", "all_nouns", "all_noun_classes")
+CLIP_COLUMNS = ("id", "start_seconds", "end_seconds", "label", "split", "source")
+TIMESTAMP = re.compile(r"(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)")
 
 
 class ListFormatError(ValueError):
@@ -26,55 +48,85 @@ class ListFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Clip:
-    """One 10 s segment of a video: where it starts, its label and its split."""
+    """One segment of a video: where it starts and ends, its label(s) and its split.
+
+    ``end`` None means ``start`` plus the download's clip length (VGGSound: 10 s);
+    ``source`` None means the video to fetch is ``id``.
+    """
 
     id: str
     start: float
     label: str
     split: str
+    end: float | None = None
+    source: str | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.label.split(LABEL_SEP))
+
+    @property
+    def video(self) -> str:
+        """The id the URL is built from."""
+        return self.source or self.id
 
 
-def _parse_row(row: list[str]) -> Clip:
-    """One CSV row -> Clip; raises ValueError with the reason."""
-    if len(row) != 4:
-        raise ValueError(f"expected 4 columns (id,start_seconds,label,split), got {len(row)}")
-    vid, start_text, label, split = (field.strip() for field in row)
-    if not vid:
-        raise ValueError("empty id")
-    try:
-        start = float(start_text)
-    except ValueError:
-        raise ValueError(f"start_seconds {start_text!r} is not a number") from None
-    if not math.isfinite(start) or start < 0:
-        raise ValueError(f"start_seconds {start_text!r} must be a finite number >= 0")
-    if not label:
-        raise ValueError("empty label")
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
-    return Clip(vid, start, label, split)
-
-
-def read_vggsound(path: str | os.PathLike) -> list[Clip]:
-    """Parse a VGGSound CSV; raise ListFormatError listing all malformed rows."""
-    path = Path(path)
+def _read_rows(path: Path, parse: Callable[[list[str]], Clip | None]) -> list[Clip]:
+    """Parse every CSV row of ``path`` with ``parse``; collect all errors, then raise."""
     clips: list[Clip] = []
     errors: list[str] = []
     with path.open(newline="", encoding="utf-8-sig") as f:  # tolerate a BOM
-        reader = csv.reader(f)
+        reader = csv.reader(f, skipinitialspace=True)
         for row in reader:
-            line = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             try:
-                clips.append(_parse_row(row))
+                clip = parse(row)
             except ValueError as e:
-                errors.append(f"{path}:{line}: {e}")
+                errors.append(f"{path}:{reader.line_num}: {e}")
+                continue
+            if clip is not None:
+                clips.append(clip)
     if errors:
         shown = "\n  ".join(errors[:MAX_REPORTED_ERRORS])
         more = len(errors) - MAX_REPORTED_ERRORS
         tail = f"\n  ... and {more} more" if more > 0 else ""
         raise ListFormatError(f"{path}: {len(errors)} malformed row(s):\n  {shown}{tail}")
     return clips
+
+
+def _seconds(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} {text!r} must be a finite number >= 0")
+    return value
+
+
+def _split(text: str) -> str:
+    if text not in SPLITS:
+        raise ValueError(f"split {text!r} is not one of {', '.join(SPLITS)}")
+    return text
+
+
+# ------------------------------------------------------------------------------ VGGSound
+def _vggsound_row(row: list[str]) -> Clip:
+    if len(row) != 4:
+        raise ValueError(f"expected 4 columns (id,start_seconds,label,split), got {len(row)}")
+    vid, start_text, label, split = (field.strip() for field in row)
+    if not vid:
+        raise ValueError("empty id")
+    start = _seconds(start_text, "start_seconds")
+    if not label:
+        raise ValueError("empty label")
+    return Clip(vid, start, label, _split(split))
+
+
+def read_vggsound(path: str | os.PathLike) -> list[Clip]:
+    """Parse a VGGSound CSV; raise ListFormatError listing all malformed rows."""
+    return _read_rows(Path(path), _vggsound_row)
 
 
 def _format_start(start: float) -> str:
@@ -88,3 +140,148 @@ def write_vggsound(path: str | os.PathLike, clips: list[Clip]) -> None:
         writer = csv.writer(f, lineterminator="\n")
         for c in clips:
             writer.writerow([c.id, _format_start(c.start), c.label, c.split])
+
+
+# ------------------------------------------------------------------------------ AudioSet
+def read_audioset_classes(path: str | os.PathLike) -> dict[str, str]:
+    """``class_labels_indices.csv`` -> {mid: display_name}, in index order."""
+    path = Path(path)
+    names: dict[str, str] = {}
+
+    def parse(row: list[str]) -> None:
+        if row == ["index", "mid", "display_name"]:
+            return
+        if len(row) != 3:
+            raise ValueError(f"expected 3 columns (index,mid,display_name), got {len(row)}")
+        index, mid, name = (field.strip() for field in row)
+        if not index.isdigit() or int(index) != len(names):
+            raise ValueError(f"index {index!r} should be {len(names)}")
+        if not mid or mid in names:
+            raise ValueError(f"empty or repeated mid {mid!r}")
+        names[mid] = name
+        return
+
+    _read_rows(path, parse)
+    return names
+
+
+def read_audioset(path: str | os.PathLike, split: str = "train",
+                  classes: dict[str, str] | None = None) -> list[Clip]:
+    """Parse an AudioSet segment CSV; every clip gets ``split`` (eval lists: "test").
+
+    With ``classes`` (from :func:`read_audioset_classes`), unknown label ids are errors.
+    """
+    _split(split)
+
+    def parse(row: list[str]) -> Clip | None:
+        if row[0].lstrip().startswith("#"):
+            return None  # the three comment lines
+        if len(row) != 4:
+            raise ValueError(f"expected 4 columns ({', '.join(AUDIOSET_HEADER)}), got {len(row)}")
+        vid, start_text, end_text, labels_text = (field.strip() for field in row)
+        if not vid:
+            raise ValueError("empty YTID")
+        start = _seconds(start_text, "start_seconds")
+        end = _seconds(end_text, "end_seconds")
+        if end <= start:
+            raise ValueError(f"end_seconds {end_text} is not after start_seconds {start_text}")
+        labels = [mid.strip() for mid in labels_text.split(",")]
+        if not all(labels):
+            raise ValueError(f"empty label in positive_labels {labels_text!r}")
+        unknown = [mid for mid in labels if classes is not None and mid not in classes]
+        if unknown:
+            raise ValueError(f"label id(s) {unknown} not in class_labels_indices.csv")
+        return Clip(vid, start, LABEL_SEP.join(labels), split, end=end)
+
+    return _read_rows(Path(path), parse)
+
+
+# --------------------------------------------------------------------- EPIC-KITCHENS-100
+def parse_timestamp(text: str) -> float:
+    """``HH:MM:SS.ff`` -> seconds."""
+    match = TIMESTAMP.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"timestamp {text!r} is not HH:MM:SS.ff")
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def read_epic(path: str | os.PathLike, split: str = "train") -> list[Clip]:
+    """Parse ``EPIC_100_train.csv`` / ``EPIC_100_validation.csv`` (pass split="test").
+
+    label is ``verb:<verb_class>;noun:<noun_class>``, source the ``video_id``.
+    """
+    _split(split)
+    columns: dict[str, int] = {}
+
+    def parse(row: list[str]) -> Clip | None:
+        if not columns:
+            missing = [c for c in EPIC_COLUMNS if c not in row]
+            if missing:
+                raise ValueError(f"header lacks column(s) {missing}")
+            columns.update((name, row.index(name)) for name in EPIC_COLUMNS)
+            return None
+        if len(row) < len(columns):
+            raise ValueError(f"expected {len(columns)} columns, got {len(row)}")
+        get = {name: row[i].strip() for name, i in columns.items()}
+        for name in ("narration_id", "video_id"):
+            if not get[name]:
+                raise ValueError(f"empty {name}")
+        start = parse_timestamp(get["start_timestamp"])
+        stop = parse_timestamp(get["stop_timestamp"])
+        if stop <= start:
+            raise ValueError(f"stop_timestamp {get['stop_timestamp']} is not after "
+                             f"start_timestamp {get['start_timestamp']}")
+        for name in ("verb_class", "noun_class"):
+            if not get[name].isdigit():
+                raise ValueError(f"{name} {get[name]!r} is not a non-negative integer")
+        label = f"verb:{int(get['verb_class'])}{LABEL_SEP}noun:{int(get['noun_class'])}"
+        return Clip(get["narration_id"], start, label, split, end=stop, source=get["video_id"])
+
+    clips = _read_rows(Path(path), parse)
+    if not columns:
+        raise ListFormatError(f"{path}: empty file, expected a header row")
+    return clips
+
+
+# ------------------------------------------------------------------ normalised clip list
+def write_clips(path: str | os.PathLike, clips: Iterable[Clip]) -> None:
+    """Write clips with every field (the shard lists), atomically."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(CLIP_COLUMNS)
+        for c in clips:
+            end = "" if c.end is None else repr(c.end)
+            writer.writerow([c.id, repr(c.start), end, c.label, c.split, c.source or ""])
+
+
+def read_clips(path: str | os.PathLike) -> list[Clip]:
+    """Read a list written by :func:`write_clips`."""
+    def parse(row: list[str]) -> Clip | None:
+        if tuple(row) == CLIP_COLUMNS:
+            return None
+        if len(row) != len(CLIP_COLUMNS):
+            raise ValueError(f"expected {len(CLIP_COLUMNS)} columns ({','.join(CLIP_COLUMNS)}), "
+                             f"got {len(row)}")
+        vid, start, end, label, split, source = row
+        if not vid:
+            raise ValueError("empty id")
+        return Clip(vid, _seconds(start, "start_seconds"), label, _split(split),
+                    end=_seconds(end, "end_seconds") if end else None, source=source or None)
+
+    return _read_rows(Path(path), parse)
+
+
+def read_list(path: str | os.PathLike, fmt: str = "vggsound", split: str = "train",
+              classes: str | os.PathLike | None = None) -> list[Clip]:
+    """Read any supported list; ``split`` is used by formats that do not carry one."""
+    if fmt == "vggsound":
+        return read_vggsound(path)
+    if fmt == "audioset":
+        names = read_audioset_classes(classes) if classes else None
+        return read_audioset(path, split, names)
+    if fmt == "epic":
+        return read_epic(path, split)
+    if fmt == "clips":
+        return read_clips(path)
+    raise ValueError(f"unknown list format {fmt!r}; expected one of {', '.join(FORMATS)}")

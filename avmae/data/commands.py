@@ -1,0 +1,133 @@
+"""Command line of the data stage: split a list into shards, download, merge, subsample.
+
+``python -m avmae.data.commands <command> ...``; :func:`add_commands` adds the same
+commands to the ``avmae`` CLI. Lists are ``PATH`` or ``SPLIT=PATH`` (``train=...``,
+``test=...``): the split is given to formats that carry none (AudioSet, EPIC).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+FORMATS = ("vggsound", "audioset", "epic", "clips")
+
+
+def _read_lists(specs: list[str], fmt: str, classes: Path | None) -> list:
+    from avmae.data.lists import SPLITS, read_list
+
+    clips = []
+    for spec in specs:
+        split, sep, path = spec.partition("=")
+        if not sep or split not in SPLITS:
+            split, path = "train", spec
+        clips += read_list(path, fmt, split, classes)
+    return clips
+
+
+def cmd_download(a) -> None:
+    from avmae.data.download import ClientBlocked, Policy, download
+
+    policy = Policy(retries=a.retries, backoff=a.backoff, max_backoff=a.max_backoff,
+                    block_after=a.block_after, sleep=a.sleep, rate=a.rate, verify=not a.no_verify,
+                    cookies=a.cookies, proxy=a.proxy, retry_unavailable=a.retry_unavailable)
+    try:
+        download(_read_lists(a.list, a.format, a.classes), a.url_template, a.out, a.manifest,
+                 workers=a.workers, allow_file_urls=a.allow_file_urls,
+                 clip_seconds=a.clip_seconds, policy=policy)
+    except ClientBlocked as e:
+        raise SystemExit(f"stopped: {e}") from None
+
+
+def cmd_split_list(a) -> None:
+    from avmae.data.shards import write_shards
+
+    clips = _read_lists(a.list, a.format, a.classes)
+    write_shards(clips, a.shards, a.out)
+    print(f"{len(clips)} clips -> {a.shards} shard list(s) in {a.out}")
+
+
+def cmd_merge(a) -> None:
+    from avmae.data.report import footnote, write_report
+    from avmae.data.shards import merge_manifests
+
+    manifest = merge_manifests(a.manifests, a.out)
+    print(footnote(a.dataset, write_report(manifest, a.dataset, a.report, a.ids)))
+
+
+def cmd_as500k(a) -> None:
+    from avmae.data.balance import draw_balanced
+    from avmae.data.lists import write_clips
+    from avmae.io import write_json
+
+    clips = _read_lists(a.list, a.format, a.classes)
+    subset, stats = draw_balanced(clips, a.size, seed=a.seed)
+    write_clips(a.out, subset)
+    write_json(a.stats, stats)
+    print(f"{len(subset)} of {len(clips)} clips, class cap {stats['cap']}: {a.out}")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add the data commands to an argparse sub-parser collection."""
+    def lists(s, help_text):
+        s.add_argument("--list", required=True, action="append", help=help_text)
+        s.add_argument("--format", choices=FORMATS, default="vggsound")
+        s.add_argument("--classes", type=Path, help="AudioSet class_labels_indices.csv")
+
+    s = sub.add_parser("download", help="download the clips of a list with yt-dlp")
+    lists(s, "[SPLIT=]PATH, repeatable")
+    s.add_argument("--url-template", required=True, help="URL with {id}, e.g. https://www.youtube.com/watch?v={id}")
+    s.add_argument("--out", required=True, type=Path, help="folder for the clips")
+    s.add_argument("--manifest", required=True, type=Path, help="CSV written with one row per clip")
+    s.add_argument("--allow-file-urls", action="store_true", help="allow file:// URLs (toy data)")
+    s.add_argument("--clip-seconds", type=float, default=10.0, help="length of clips without an end")
+    s.add_argument("--workers", type=int, default=2, help="concurrent downloads")
+    s.add_argument("--retries", type=int, default=3, help="retries of a transient failure")
+    s.add_argument("--backoff", type=float, default=30.0, help="seconds before the first retry (doubles)")
+    s.add_argument("--max-backoff", type=float, default=600.0)
+    s.add_argument("--block-after", type=int, default=20,
+                   help="stop after this many clips in a row failed (client blocked); 0: never")
+    s.add_argument("--sleep", type=float, default=2.0, help="seconds to pause after each clip, per worker")
+    s.add_argument("--rate", type=float, default=0.5, help="clip starts per second, all workers; 0: no cap")
+    s.add_argument("--cookies", help="cookies.txt (Netscape format) for yt-dlp")
+    s.add_argument("--proxy", help="proxy URL for yt-dlp")
+    s.add_argument("--no-verify", action="store_true", help="skip decoding each kept clip")
+    s.add_argument("--retry-unavailable", action="store_true",
+                   help="try clips an earlier run found unavailable again")
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("split-list", help="split a list into N shard lists (hash of the video id)")
+    lists(s, "[SPLIT=]PATH, repeatable")
+    s.add_argument("--shards", required=True, type=int)
+    s.add_argument("--out", required=True, type=Path, help="folder for 00000.csv ...")
+    s.set_defaults(func=cmd_split_list)
+
+    s = sub.add_parser("merge-manifests", help="merge shard manifests; write the availability report")
+    s.add_argument("manifests", nargs="*", type=Path)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", required=True, type=Path, help="merged manifest CSV")
+    s.add_argument("--report", required=True, type=Path, help="availability JSON")
+    s.add_argument("--ids", required=True, type=Path, help="CSV of the clips used")
+    s.set_defaults(func=cmd_merge)
+
+    s = sub.add_parser("as500k", help="draw the class-balanced AS-500K subset from AS-2M")
+    lists(s, "AS-2M segment CSV ([SPLIT=]PATH)")
+    s.add_argument("--size", type=int, default=508_994)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, type=Path, help="subset list (clips CSV)")
+    s.add_argument("--stats", required=True, type=Path, help="class-balance statistics JSON")
+    s.set_defaults(func=cmd_as500k)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m avmae.data.commands", description=__doc__.splitlines()[0])
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
