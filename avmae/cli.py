@@ -69,7 +69,8 @@ def cmd_table1(a):
         modality = Path(path).parent.name.rsplit("_", 1)[1]
         metrics[(run.encoder, run.decoder, modality)] = path
     meta = json.loads(Path(a.meta).read_text())
-    df = table1(rows, metrics, meta.get("counts", {}))
+    availability = json.loads(Path(a.availability).read_text())["footnote"]
+    df = table1(rows, metrics, meta.get("counts", {}), availability)
     write_table(df, a.out, "Table 1: pretraining architectures (encoder x decoder)")
     print(df.to_string(index=False))
 
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", nargs="+", required=True, help="encoder-decoder pairs in order")
     s.add_argument("--metrics", nargs="+", required=True, type=Path, help="finetune metrics.json files")
     s.add_argument("--meta", required=True, type=Path, help="features meta.json (clip counts)")
+    s.add_argument("--availability", required=True, type=Path, help="download availability.json")
     s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table1")
     s.set_defaults(func=cmd_table1)
     return p

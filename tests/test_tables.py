@@ -22,7 +22,8 @@ def metrics_files(tmp_path, scores):
 
 def test_table1_puts_ours_beside_the_paper(tmp_path):
     scores = {(e, d, m): 10.0 * i + j for i, (e, d) in enumerate(ROWS) for j, m in enumerate(("audio", "video", "av"))}
-    df = table1(ROWS, metrics_files(tmp_path, scores), {"train": 240, "test": 80})
+    df = table1(ROWS, metrics_files(tmp_path, scores), {"train": 240, "test": 80},
+                "vggsound: clips available: test 80/80 (100.0 %), train 240/240 (100.0 %)")
     assert df["Encoder"].tolist() == ["Mid-fusion", "Early fusion"]
     assert df.loc[1, "Video-only (ours)"] == 11.0
     assert df.loc[0, "Audiovisual (paper)"] == TABLE1[("mid", "shared")][2]
@@ -30,7 +31,7 @@ def test_table1_puts_ours_beside_the_paper(tmp_path):
     write_table(df, tmp_path / "table1", "Table 1")
     assert pd.read_csv(tmp_path / "table1.csv").shape == (2, 11)
     md = (tmp_path / "table1.md").read_text()
-    assert "Audiovisual (paper)" in md and "240 train / 80 test" in md
+    assert "Audiovisual (paper)" in md and "240 train / 80 test" in md and "train 240/240" in md
 
 
 def test_missing_metric_names_the_file(tmp_path):

@@ -31,7 +31,7 @@ def read_metric(path: str | Path, key: str) -> float:
 
 
 def table1(rows: list[tuple[str, str]], metrics: dict[tuple[str, str, str], str | Path],
-           clips: dict[str, int]) -> pd.DataFrame:
+           clips: dict[str, int], availability: str = "") -> pd.DataFrame:
     """Rows in the paper's order; ``metrics`` maps (encoder, decoder, modality) to a metrics.json."""
     records = []
     for enc, dec in rows:
@@ -46,6 +46,7 @@ def table1(rows: list[tuple[str, str]], metrics: dict[tuple[str, str, str], str 
     df = pd.DataFrame.from_records(records)
     df.attrs["footnote"] = (f"Ours: top-1 %, on the {clips.get('train', 0)} train / {clips.get('test', 0)} "
                             "test clips that survived download and feature extraction. "
+                            f"{availability + '. ' if availability else ''}"
                             "Paper: ViT-B, 400 epochs of pretraining on VGGSound.")
     return df
 

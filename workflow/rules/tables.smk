@@ -15,6 +15,7 @@ rule table1:
     input:
         metrics=table1_metrics,
         meta=features_meta(config["pretrain"]["dataset"]),
+        availability=f"results/data/{config['pretrain']['dataset']}/availability.json",
     output:
         csv="results/tables/table1.csv",
         md="results/tables/table1.md",
@@ -24,4 +25,5 @@ rule table1:
         "results/tables/log/table1.log",
     shell:
         "avmae table1 --rows {params.rows} --metrics {input.metrics} --meta {input.meta}"
+        " --availability {input.availability}"
         " --out results/tables/table1 > {log} 2>&1"
