@@ -1,5 +1,7 @@
 """Model shapes, masking, loss placement and fusion wiring, at toy and paper sizes."""
 
+import math
+
 import pytest
 import torch
 
@@ -149,3 +151,175 @@ def test_classifier_rejects_mismatched_checkpoint():
     clf = AVClassifier(tiny("separate", "shared"), 5, ["audio"])
     with pytest.raises(ValueError, match="does not match"):
         clf.load_pretrained(mae.state_dict())
+
+
+# --- objectives (Sec. 3.4) -------------------------------------------------------------
+
+def small_inputs(b=2):
+    """4 audio tokens (32x32 spectrogram, 16x16 patches) and 4 video tokens (2x16x16, 2x8x8 tubelets)."""
+    torch.manual_seed(0)
+    return {"audio": torch.randn(b, 1, 32, 32), "video": torch.rand(b, 3, 2, 16, 16) * 2 - 1}
+
+
+def test_inpainting_sequence_layout_and_loss_positions():
+    """Video from audio: decoder sees [2 encoded audio tokens || 3 video mask tokens]; loss on those 3."""
+    from avmae.models.vit import sincos_1d
+    cfg = tiny("early", "shared", objective="inpaint_video", mask_ratio={"audio": 0.5, "video": 0.75})
+    model = AVMAE(cfg)
+    assert set(model.decoder_embed) == {"audio"} and set(model.mask_token) == {"video"} and set(model.head) == {"video"}
+    with torch.no_grad():
+        model.head["video"].weight.normal_()
+    seen = {}
+    model.encoder.register_forward_hook(lambda mod, inp, out: seen.update(encoded=out))
+    model.decoder.register_forward_hook(lambda mod, inp, out: seen.update(dec_in=inp[0], dec_out=out))
+    x = small_inputs()
+    loss, out = model(x, generator=torch.Generator().manual_seed(3))
+    manual = 0.0  # squared error per hidden patch / patch dim, averaged over the 2 x 3 hidden patches
+    assert set(out["pred"]) == {"video"} and set(seen["dec_in"]) == {"video"}
+    seq = seen["dec_in"]["video"]
+    assert seq.shape == (2, 2 + 3, 16)
+    pos_a, pos_v = sincos_1d(4, 16), sincos_1d(4, 16)
+    for b in range(2):
+        kept_audio = [i for i in range(4) if not out["mask"]["audio"][b, i]]
+        hidden_video = [i for i in range(4) if out["mask"]["video"][b, i]]
+        assert len(kept_audio) == 2 and len(hidden_video) == 3
+        context = model.decoder_embed["audio"](seen["encoded"]["audio"][b])
+        for j, i in enumerate(kept_audio):          # encoded audio first, at audio positions
+            torch.testing.assert_close(seq[b, j], context[j] + pos_a[i])
+        for j, i in enumerate(hidden_video):        # then one mask token per hidden video patch
+            torch.testing.assert_close(seq[b, 2 + j], model.mask_token["video"][0, 0] + pos_v[i])
+        decoded = model.head["video"](seen["dec_out"]["video"][b])
+        target = model.targets(x)["video"][b]
+        for j, i in enumerate(hidden_video):        # mask-token output j is scored against hidden patch j
+            torch.testing.assert_close(out["pred"]["video"][b, i], decoded[2 + j])
+            manual += ((decoded[2 + j] - target[i]) ** 2).mean().item() / 6
+        visible = [i for i in range(4) if i not in hidden_video]
+        assert (out["pred"]["video"][b, visible] == 0).all()
+    assert loss.item() == pytest.approx(manual, rel=1e-5)
+
+
+def test_inpaint_both_decodes_each_target_as_its_own_sequence():
+    model = AVMAE(tiny("mid", "shared", objective="inpaint_both"))
+    seen = {}
+    model.decoder.register_forward_hook(lambda mod, inp, out: seen.update(dec_in=inp[0]))
+    loss, out = model(inputs(), generator=torch.Generator().manual_seed(0))
+    visible = {m: int((~out["mask"][m][0]).sum()) for m in ("audio", "video")}
+    hidden = {m: int(out["mask"][m][0].sum()) for m in ("audio", "video")}
+    assert seen["dec_in"]["audio"].shape[1] == visible["video"] + hidden["audio"]
+    assert seen["dec_in"]["video"].shape[1] == visible["audio"] + hidden["video"]
+    assert loss.item() == pytest.approx(0.5 * out["losses"]["audio"].item() + 0.5 * out["losses"]["video"].item())
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("encoder", ["separate", "shared"])
+def test_inpainting_refuses_encoders_without_cross_modal_flow(encoder):
+    with pytest.raises(ValueError, match="cross-modal encoder"):
+        AVMAE(tiny(encoder, "shared", objective="inpaint_audio"))
+
+
+def test_objective_settings_are_checked():
+    with pytest.raises(ValueError, match="decoder_strategy 'early'"):
+        AVMAE(tiny("early", "early", objective="inpaint_both"))
+    with pytest.raises(ValueError, match="objective must be one of"):
+        tiny(objective="inpaint")
+    with pytest.raises(ValueError, match="needs modalities"):
+        tiny(objective="inpaint_video", modalities=["audio"])
+    with pytest.raises(ValueError, match="modalities must be"):
+        tiny(modalities=["depth"])
+
+
+# --- unimodal MAEs (Table 3) -----------------------------------------------------------
+
+@pytest.mark.parametrize("modality", ["audio", "video"])
+def test_unimodal_mae(modality):
+    model = AVMAE(tiny("separate", "separate", modalities=[modality]))
+    other = {"audio": "video", "video": "audio"}[modality]
+    assert not any(other in name for name, _ in model.named_parameters())
+    loss, out = model(inputs())  # the other modality in the batch is ignored
+    assert set(out["pred"]) == {modality}
+    assert loss.item() == out["losses"][modality].item()  # one modality: weight 1
+    loss.backward()
+    clf = AVClassifier(model.cfg, 3, [modality])
+    clf.load_pretrained(model.state_dict())
+    assert clf(inputs()).shape == (2, 3)
+    with pytest.raises(ValueError, match="subset of the model's"):
+        AVClassifier(model.cfg, 3, [other])
+
+
+# --- heads ---------------------------------------------------------------------------
+
+def test_head_losses():
+    import torch.nn.functional as F
+
+    from avmae.models.heads import HeadSpec
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    single = HeadSpec.of("single", 3)
+    assert single.loss(logits, torch.tensor([0, 2])).item() == pytest.approx(
+        F.cross_entropy(logits, torch.tensor([0, 2])).item())
+    multi = HeadSpec.of("multi", 3)
+    # zero logits: each of the 3 classes costs log 2, summed over classes, averaged over 2 clips
+    assert multi.loss(torch.zeros(2, 3), torch.tensor([[1, 0, 1], [0, 0, 0]])).item() == pytest.approx(
+        3 * math.log(2))
+    # smoothing 0.3 over C=3 classes: targets 1 -> 0.8, 0 -> 0.1; BCE(l, t) = softplus(l) - t * l
+    def softplus(v):
+        return math.log1p(math.exp(v))
+    expected = (softplus(2.0) - 0.8 * 2.0) + softplus(0.0) + (softplus(-1.0) + 0.1 * 1.0)
+    assert multi.loss(logits[:1], torch.tensor([[1, 0, 0]]), 0.3).item() == pytest.approx(expected)
+    verb_noun = HeadSpec.of("verb_noun", (2, 3))
+    vn = torch.randn(2, 5)
+    labels = torch.tensor([[1, 2], [0, 0]])
+    expected = 0.5 * (F.cross_entropy(vn[:, :2], labels[:, 0]) + F.cross_entropy(vn[:, 2:], labels[:, 1]))
+    assert verb_noun.loss(vn, labels).item() == pytest.approx(expected.item())
+    assert [t.shape[1] for t in verb_noun.split(vn)] == [2, 3]
+    with pytest.raises(ValueError, match="needs 2 positive class count"):
+        HeadSpec.of("verb_noun", 5)
+    with pytest.raises(ValueError, match="head must be one of"):
+        HeadSpec.of("softmax", 5)
+
+
+def test_classifier_verb_noun_head():
+    clf = AVClassifier(tiny(), (4, 6), ["audio", "video"], head="verb_noun")
+    logits = clf(inputs())
+    assert logits.shape == (2, 10)
+    clf.loss(logits, torch.tensor([[0, 5], [3, 1]])).backward()
+    assert clf.head["audio"][1].weight.grad.abs().sum() > 0
+
+
+# --- GPU-ready path at tiny size ---------------------------------------------------------
+
+def test_bf16_autocast_forward_backward():
+    from avmae.models.mbt import MBT
+    model = AVMAE(tiny("mid", "shared"))
+    with torch.no_grad():
+        model.head["audio"].weight.normal_()
+    x = inputs()
+    ref, _ = model(x, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, out = model(x, generator=torch.Generator().manual_seed(0))
+    assert out["pred"]["audio"].dtype == torch.bfloat16
+    loss.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=5e-2)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    mbt = MBT(tiny(), 5, ["audio", "video"], fusion_layer=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = mbt(x)
+    mbt.loss(logits, torch.tensor([0, 1])).backward()
+    assert torch.isfinite(mbt.bottleneck.grad).all()
+
+
+def test_compiled_blocks_match_eager():
+    from avmae.models.vit import compile_blocks
+    if not torch._dynamo.is_dynamo_supported():
+        pytest.skip("torch.compile is not supported on this platform")
+    model = AVMAE(tiny("early", "shared"))
+    with torch.no_grad():
+        model.head["video"].weight.normal_()
+    x = inputs()
+    eager, _ = model(x, generator=torch.Generator().manual_seed(0))
+    keys = list(model.state_dict())
+    compile_blocks(model, backend="aot_eager")  # inductor is the GPU choice; aot_eager keeps the test fast
+    compiled, _ = model(x, generator=torch.Generator().manual_seed(0))
+    compiled.backward()
+    assert compiled.item() == pytest.approx(eager.item(), rel=1e-5)
+    assert list(model.state_dict()) == keys  # checkpoints unaffected

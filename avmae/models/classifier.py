@@ -1,9 +1,9 @@
 """Finetuning model: the pretrained tokenizers and encoder, plus one classifier per modality.
 
 Each modality's encoded tokens are global-average-pooled and classified by its own
-linear head; the logits of the modalities fed are averaged (as MBT does). With one
-modality this is AST (audio) or an unfactorised ViViT (video). MBT-style bottleneck
-fusion is a separate model (see the model-family issue).
+head; the logits of the modalities fed are averaged (as MBT does). With one modality
+this is AST (audio) or an unfactorised ViViT (video). The audiovisual model of the
+paper is MBT (``mbt.py``).
 """
 
 from __future__ import annotations
@@ -11,29 +11,35 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .avmae import MODALITIES, ModelConfig, embed, make_encoder, make_tokenizers
+from .avmae import ModelConfig, embed, make_encoder, make_tokenizers
+from .heads import HeadSpec
 from .vit import init_weights
 
 
 class AVClassifier(nn.Module):
-    def __init__(self, cfg: ModelConfig, num_classes: int, modalities: list[str], drop_path: float = 0.0):
+    """``num_classes`` is an int, or (verbs, nouns) for ``head='verb_noun'`` (see ``heads.py``)."""
+
+    def __init__(self, cfg: ModelConfig, num_classes, modalities: list[str], drop_path: float = 0.0,
+                 head: str = "single"):
         super().__init__()
-        bad = set(modalities) - set(MODALITIES)
-        if bad or not modalities:
-            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
-        self.modalities = [m for m in MODALITIES if m in modalities]
+        if not modalities or set(modalities) - set(cfg.modalities):
+            raise ValueError(f"modalities must be a non-empty subset of the model's {cfg.modalities}, "
+                             f"got {modalities}")
+        self.modalities = [m for m in cfg.modalities if m in modalities]
+        self.head_spec = HeadSpec.of(head, num_classes)
         self.tokenizers = make_tokenizers(cfg)
         self.encoder = make_encoder(cfg, drop_path)
-        w = cfg.encoder.width
-        self.head = nn.ModuleDict({m: nn.Sequential(nn.LayerNorm(w, eps=1e-6), nn.Linear(w, num_classes))
-                                   for m in self.modalities})
         init_weights(self)
+        self.head = nn.ModuleDict({m: self.head_spec.layer(cfg.encoder.width) for m in self.modalities})
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         tokens = embed(self.tokenizers, {m: inputs[m] for m in self.modalities})
         encoded = self.encoder(tokens)
         logits = [self.head[m](encoded[m].mean(dim=1)) for m in self.modalities]
         return torch.stack(logits).mean(0)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        return self.head_spec.loss(logits, labels, label_smoothing)
 
     def load_pretrained(self, state: dict[str, torch.Tensor]) -> list[str]:
         """Copy the tokenizers and encoder from an AV-MAE state dict; returns keys left at init."""

@@ -28,3 +28,8 @@ def random_masking(batch: int, n: int, ratio: float, device=None, generator=None
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x[b, idx[b]] for a [B, N, D] tensor and [B, K] indices."""
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def hidden_indices(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """Ascending indices of the ``count`` hidden tokens per row of a [B, n] mask (True = hidden)."""
+    return mask.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :count]

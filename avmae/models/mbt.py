@@ -1,0 +1,128 @@
+"""MBT (Nagrani et al., NeurIPS 2021): the audiovisual finetuning model, and its initialisation
+from every pretraining variant (paper Sec. 4.1, Table 3).
+
+Two streams of ViT layers, one per modality, with separate weights. Layers before
+``fusion_layer`` run each stream alone. From ``fusion_layer`` on, each layer runs each
+stream on ``[its tokens || bottleneck tokens]`` and the bottleneck outputs are averaged
+across the streams. Each stream ends in its own LayerNorm and global-average-pool
+classifier; the logits are averaged. With one modality this is a plain ViT (AST for
+audio, unfactorised ViViT for video). Positions are the fixed 1D sinusoids of
+pretraining, computed for the actual token count, so a longer finetuning clip
+(32 frames after 16 in pretraining) needs no position resizing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .avmae import MODALITIES, ModelConfig, embed, make_tokenizers
+from .fusion import split_joint_depths
+from .heads import HeadSpec
+from .vit import Stack, init_weights
+
+
+class MBT(nn.Module):
+    """``num_classes`` is an int, or (verbs, nouns) for ``head='verb_noun'`` (see ``heads.py``)."""
+
+    def __init__(self, cfg: ModelConfig, num_classes, modalities: list[str], fusion_layer: int,
+                 bottlenecks: int = 4, drop_path: float = 0.0, head: str = "single"):
+        super().__init__()
+        e = cfg.encoder
+        if not modalities or set(modalities) - set(MODALITIES):
+            raise ValueError(f"modalities must be one or both of {MODALITIES}, got {modalities}")
+        if not 0 <= fusion_layer <= e.depth:
+            raise ValueError(f"fusion_layer must be in [0, depth={e.depth}], got {fusion_layer}")
+        if bottlenecks < 1:
+            raise ValueError(f"bottlenecks must be at least 1, got {bottlenecks}")
+        self.modalities = [m for m in MODALITIES if m in modalities]
+        self.fusion_layer = fusion_layer
+        self.head_spec = HeadSpec.of(head, num_classes)
+        self.depth = e.depth
+        self.tokenizers = make_tokenizers(cfg, self.modalities)
+        rates = [drop_path * i / max(e.depth - 1, 1) for i in range(e.depth)]
+        self.streams = nn.ModuleDict({m: Stack(e.width, e.heads, e.mlp_dim, rates) for m in self.modalities})
+        self.norm = nn.ModuleDict({m: nn.LayerNorm(e.width, eps=1e-6) for m in self.modalities})
+        init_weights(self)
+        self.head = nn.ModuleDict({m: self.head_spec.layer(e.width) for m in self.modalities})
+        self.bottleneck = None  # also without fusion layers, where it would be unused
+        if len(self.modalities) > 1 and fusion_layer < e.depth:
+            self.bottleneck = nn.Parameter(torch.empty(1, bottlenecks, e.width).normal_(std=0.02))
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = embed(self.tokenizers, {m: inputs[m] for m in self.modalities})
+        shared = None
+        for i in range(self.depth):
+            blocks = {m: self.streams[m].blocks[i] for m in self.modalities}
+            if self.bottleneck is None or i < self.fusion_layer:
+                x = {m: blocks[m](t) for m, t in x.items()}
+                continue
+            if shared is None:
+                t = x[self.modalities[0]]
+                shared = self.bottleneck.to(t.dtype).expand(t.shape[0], -1, -1)
+            updates = []
+            for m, t in x.items():
+                y = blocks[m](torch.cat([t, shared], dim=1))
+                x[m], b = y.split([t.shape[1], shared.shape[1]], dim=1)
+                updates.append(b)
+            shared = torch.stack(updates).mean(0)
+        logits = [self.head[m](self.norm[m](t).mean(dim=1)) for m, t in x.items()]
+        return torch.stack(logits).mean(0)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        return self.head_spec.loss(logits, labels, label_smoothing)
+
+
+def encoder_sources(cfg: ModelConfig, stream: str) -> tuple[list[str], str]:
+    """State-dict prefixes in a pretrained AV-MAE for ``stream``: one per layer, and the final norm.
+
+    A stream takes the layers its modality passes through in the pretrained encoder:
+    its own split layers (``separate``/``mid``), the tied ones (``shared``), the joint
+    layers (``early``/``mid``). A modality the pretrained MAE lacks (unimodal MAE) takes
+    the layers of the one it has.
+    """
+    split, _ = split_joint_depths(cfg.encoder_strategy, cfg.encoder.depth, cfg.joint_layers)
+    own = stream if stream in cfg.modalities else cfg.modalities[0]
+    key = "shared" if cfg.encoder_strategy == "shared" else own
+    layers = [f"encoder.split.{key}.blocks.{i}." if i < split else f"encoder.joint.blocks.{i - split}."
+              for i in range(cfg.encoder.depth)]
+    norm = f"encoder.split_norm.{key}." if split == cfg.encoder.depth else "encoder.joint_norm."
+    return layers, norm
+
+
+def init_mbt_from_avmae(mbt: MBT, avmae_state_dict: dict[str, torch.Tensor], model_cfg: ModelConfig) -> list[str]:
+    """Copy a pretrained AV-MAE (any encoder strategy, or a unimodal MAE) into ``mbt``.
+
+    Each stream gets its own copy of its source layers (so streams initialised from the
+    same weights are untied), its source final norm, and its modality's tokenizer when
+    the MAE has one. ``model_cfg`` is the pretrained model's config. Returns the MBT
+    keys left at their initial values (heads, bottleneck tokens, and the tokenizer of a
+    modality the MAE lacks).
+    """
+    if mbt.depth != model_cfg.encoder.depth:
+        raise ValueError(f"MBT depth {mbt.depth} differs from the checkpoint's encoder depth "
+                         f"{model_cfg.encoder.depth}")
+    mapping = {}  # MBT prefix -> checkpoint prefix
+    for m in mbt.modalities:
+        layers, norm = encoder_sources(model_cfg, m)
+        mapping.update({f"streams.{m}.blocks.{i}.": src for i, src in enumerate(layers)})
+        mapping[f"norm.{m}."] = norm
+        if m in model_cfg.modalities:
+            mapping[f"tokenizers.{m}."] = f"tokenizers.{m}."
+    target = mbt.state_dict()
+    loaded = set()
+    with torch.no_grad():
+        for key, value in target.items():
+            prefix = next((p for p in mapping if key.startswith(p)), None)
+            if prefix is None:
+                continue
+            src = mapping[prefix] + key[len(prefix):]
+            if src not in avmae_state_dict:
+                raise ValueError(f"checkpoint lacks {src!r} (for MBT {key!r}); does model_cfg "
+                                 f"(encoder_strategy={model_cfg.encoder_strategy!r}) match the checkpoint?")
+            if avmae_state_dict[src].shape != value.shape:
+                raise ValueError(f"checkpoint {src!r} has shape {tuple(avmae_state_dict[src].shape)}, "
+                                 f"MBT {key!r} needs {tuple(value.shape)}")
+            value.copy_(avmae_state_dict[src])
+            loaded.add(key)
+    return [k for k in target if k not in loaded]
