@@ -106,3 +106,15 @@ def test_checkpoints_of_other_settings_are_not_resumed(features_dir, tiny_settin
     s["pretrain"]["optimizer"] = {**s["pretrain"]["optimizer"], "lr": 0.5}
     subprocess.run(cli("pretrain", s, features_dir, tmp_path), check=True, capture_output=True)
     assert json.loads((tmp_path / "metrics.json").read_text())["resumed_at_steps"] == []
+
+
+def test_a_child_of_a_single_process_run_starts_its_own_group(features_dir, tiny_settings, tmp_path):
+    """setup_distributed sets RANK etc. for DeepSpeed; a child inheriting them must not wait for env://."""
+    from avmae.train.engine import setup_distributed
+
+    setup_distributed()
+    assert os.environ["RANK"] == "0" and "MASTER_ADDR" not in os.environ
+    s = dict(tiny_settings)
+    s["pretrain"] = {**s["pretrain"], "epochs": 1}
+    proc = subprocess.run(cli("pretrain", s, features_dir, tmp_path), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

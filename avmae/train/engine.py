@@ -31,8 +31,11 @@ def setup_distributed() -> tuple[int, int]:
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     init_method = os.environ.get("AVMAE_INIT_METHOD")
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    # DeepSpeed reads RANK/LOCAL_RANK from the environment, so a single process sets them;
+    # the marker keeps a child process that inherits them single-process too.
+    inherited = os.environ.get("AVMAE_SINGLE_PROCESS") == "1" and os.environ.get("WORLD_SIZE") == "1"
+    if "RANK" not in os.environ or inherited:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", AVMAE_SINGLE_PROCESS="1")
         rdzv = tempfile.mkdtemp(prefix="avmae-rdzv-")
         atexit.register(shutil.rmtree, rdzv, ignore_errors=True)
         init_method = "file://" + os.path.join(rdzv, "store")
