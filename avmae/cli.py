@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2)
     s.set_defaults(func=cmd_toy)
 
-    # download, split-list, merge-manifests, as500k (also: python -m avmae.data.commands)
+    # download, split-list, merge-manifests, as500k
     add_commands(sub)
 
     s = sub.add_parser("features", help="decode clips to log-mel spectrograms and 25 fps frames")
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     args.func(args)
 

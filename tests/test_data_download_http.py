@@ -197,7 +197,7 @@ def test_malicious_ids_never_leave_the_folder(server, tmp_path, monkeypatch):
 
 
 def run_cli(server, shard_list, out, *extra):
-    cmd = [sys.executable, "-m", "avmae.data.commands", "download", "--format", "clips",
+    cmd = [sys.executable, "-m", "avmae.cli", "download", "--format", "clips",
            "--list", str(shard_list), "--url-template", server.template, "--out", str(out / "media"),
            "--manifest", str(out / "manifest.csv"), "--workers", "1", "--sleep", "0", "--rate", "0",
            "--backoff", "0.01", *extra]

@@ -67,7 +67,7 @@ def test_as500k_recipe_balances_and_is_deterministic():
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "avmae.data.commands", *args],
+    return subprocess.run([sys.executable, "-m", "avmae.cli", *args],
                           capture_output=True, text=True, check=True)
 
 
@@ -89,7 +89,7 @@ def test_command_line_split_list_and_as500k(tmp_path):
 def test_bad_list_names_file_and_line(tmp_path):
     bad = tmp_path / "v.csv"
     bad.write_text("ok000000001,1,a,train\nbroken,x,a,train\n")
-    proc = subprocess.run([sys.executable, "-m", "avmae.data.commands", "split-list", "--list",
+    proc = subprocess.run([sys.executable, "-m", "avmae.cli", "split-list", "--list",
                            str(bad), "--shards", "2", "--out", str(tmp_path / "l")],
                           capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and f"{bad}:2: start_seconds 'x' is not a number" in proc.stderr

@@ -1,15 +1,12 @@
 """Command line of the data stage: split a list into shards, download, merge, subsample.
 
-``python -m avmae.data.commands <command> ...``; :func:`add_commands` adds the same
-commands to the ``avmae`` CLI. Lists are ``PATH`` or ``SPLIT=PATH`` (``train=...``,
+:func:`add_commands` adds them to the ``avmae`` CLI (``avmae download --help``). Lists are ``PATH`` or ``SPLIT=PATH`` (``train=...``,
 ``test=...``): the split is given to formats that carry none (AudioSet, EPIC).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
 FORMATS = ("vggsound", "audioset", "epic", "clips")
@@ -119,15 +116,3 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, type=Path, help="subset list (clips CSV)")
     s.add_argument("--stats", required=True, type=Path, help="class-balance statistics JSON")
     s.set_defaults(func=cmd_as500k)
-
-
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m avmae.data.commands", description=__doc__.splitlines()[0])
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
