@@ -17,7 +17,6 @@ than half the clip decoded) is listed in ``skipped.csv`` with its reason, and ex
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from tqdm import tqdm
 
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import SPLITS
-from avmae.io import atomic_path
+from avmae.io import atomic_path, write_json
 
 MANIFEST_COLUMNS = ("id", "label", "split", "status", "path")
 MIN_DECODED_FRACTION = 0.5  # a clip with less than half its audio or video is skipped
@@ -278,6 +277,5 @@ def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
     meta = {"classes": classes, **asdict(spec), "audio_frames": spec.audio_frames,
             "video_frames": spec.video_frames, "counts": counts,
             "audio_mean": mean, "audio_std": std}
-    with atomic_path(out_dir / "meta.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out_dir / "meta.json", meta)
     return meta

@@ -14,7 +14,6 @@ whole time; the CSV row records ``start``, so the downloader really has to cut.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import Clip, write_vggsound
-from avmae.io import atomic_path
+from avmae.io import atomic_path, write_json
 
 WIDTH, HEIGHT, FPS = 96, 64, 25
 SAMPLE_RATE = 44100
@@ -241,8 +240,7 @@ def make_toy_vggsound(out_dir: str | os.PathLike, clips_per_class: int = 40,
     classes = [{"label": label, "picture": picture, "sound": sound, "told_apart_by": modality}
                for label, picture, sound, modality in CLASSES]
     best = {"video": 5 / 8, "audio": 5 / 8, "audiovisual": 1.0}
-    with atomic_path(out_dir / "classes.json") as tmp:
-        tmp.write_text(json.dumps({"classes": classes, "best_accuracy": best}, indent=2) + "\n")
+    write_json(out_dir / "classes.json", {"classes": classes, "best_accuracy": best})
     csv_path = out_dir / "vggsound.csv"
     write_vggsound(csv_path, sorted((job.clip for job in jobs), key=lambda c: c.id))
     return csv_path
