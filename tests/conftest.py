@@ -60,4 +60,5 @@ def tiny_settings():
             "pretrain": stage(),
             "finetune": stage(optimizer={"name": "sgd", "lr": 0.05, "lr_batch": 64, "momentum": 0.9,
                                          "weight_decay": 0.0},
-                              grad_clip=1.0, label_smoothing=0.1, drop_path=0.1, eval_clips=2)}
+                              grad_clip=1.0, label_smoothing=0.1, drop_path=0.1, eval_clips=2,
+                              layer_decay=0.75, mbt={"bottlenecks": 4, "fusion_layer": 1})}

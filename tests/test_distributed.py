@@ -69,6 +69,19 @@ def test_two_processes_match_one_with_twice_the_micro_batch(tiny_settings, pretr
     assert runs[2]["test_clips"] == 7 and runs[2]["test_ids_sha256"] == runs[1]["test_ids_sha256"]
 
 
+def test_two_process_pretraining_matches_one_process(features_dir, tiny_settings, tmp_path):
+    """Masks are seeded per clip (not per process), so pretraining is as world-size free as finetuning."""
+    s = dict(tiny_settings)
+    s["pretrain"] = {**s["pretrain"], "epochs": 3, "batch_size": 8}
+    curves = {}
+    for world, micro in ((1, 8), (2, 4)):
+        s["pretrain"]["micro_batch_size"] = micro
+        out = tmp_path / f"w{world}"
+        launch(cli("pretrain", s, features_dir, out), world, tmp_path)
+        curves[world] = json.loads((out / "metrics.json").read_text())["loss_curve"]
+    assert curves[2] == pytest.approx(curves[1], rel=1e-4)
+
+
 def test_kill_9_then_rerun_resumes_to_the_same_result(features_dir, tiny_settings, tmp_path):
     s = dict(tiny_settings)
     s["pretrain"] = {**s["pretrain"], "epochs": 40, "checkpoint_every": 2}

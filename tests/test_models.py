@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from avmae.models.avmae import AVMAE, ModelConfig, masked_mse
-from avmae.models.classifier import AVClassifier
 from avmae.models.fusion import FusionTransformer
 from avmae.models.masking import num_visible, random_masking
+from avmae.models.mbt import MBT, init_mbt_from_avmae
 from avmae.models.tokenizers import AudioPatches, VideoTubelets
 
 TINY = dict(encoder=dict(width=32, depth=3, heads=2, mlp_dim=64),
@@ -134,25 +134,6 @@ def test_fusion_rejects_bad_settings():
         FusionTransformer(["audio", "video"], "late", 16, 2, 2, 32)
 
 
-@pytest.mark.parametrize("modalities", [["audio"], ["video"], ["audio", "video"]])
-def test_classifier_loads_pretrained_encoder(modalities):
-    mae = AVMAE(tiny("separate", "shared"))
-    clf = AVClassifier(tiny("separate", "shared"), 5, modalities)
-    left = clf.load_pretrained(mae.state_dict())
-    assert left and all(k.startswith("head.") for k in left)
-    for k, v in clf.state_dict().items():
-        if not k.startswith("head."):
-            assert torch.equal(v, mae.state_dict()[k]), k
-    assert clf(inputs()).shape == (2, 5)
-
-
-def test_classifier_rejects_mismatched_checkpoint():
-    mae = AVMAE(tiny("early", "shared"))
-    clf = AVClassifier(tiny("separate", "shared"), 5, ["audio"])
-    with pytest.raises(ValueError, match="does not match"):
-        clf.load_pretrained(mae.state_dict())
-
-
 # --- objectives (Sec. 3.4) -------------------------------------------------------------
 
 def small_inputs(b=2):
@@ -240,11 +221,9 @@ def test_unimodal_mae(modality):
     assert set(out["pred"]) == {modality}
     assert loss.item() == out["losses"][modality].item()  # one modality: weight 1
     loss.backward()
-    clf = AVClassifier(model.cfg, 3, [modality])
-    clf.load_pretrained(model.state_dict())
+    clf = MBT(model.cfg, 3, [modality], fusion_layer=model.cfg.encoder.depth)
+    init_mbt_from_avmae(clf, model.state_dict(), model.cfg)
     assert clf(inputs()).shape == (2, 3)
-    with pytest.raises(ValueError, match="subset of the model's"):
-        AVClassifier(model.cfg, 3, [other])
 
 
 # --- heads ---------------------------------------------------------------------------
@@ -278,8 +257,8 @@ def test_head_losses():
         HeadSpec.of("softmax", 5)
 
 
-def test_classifier_verb_noun_head():
-    clf = AVClassifier(tiny(), (4, 6), ["audio", "video"], head="verb_noun")
+def test_mbt_verb_noun_head():
+    clf = MBT(tiny(), (4, 6), ["audio", "video"], fusion_layer=1, head="verb_noun")
     logits = clf(inputs())
     assert logits.shape == (2, 10)
     clf.loss(logits, torch.tensor([[0, 5], [3, 1]])).backward()
@@ -289,7 +268,6 @@ def test_classifier_verb_noun_head():
 # --- GPU-ready path at tiny size ---------------------------------------------------------
 
 def test_bf16_autocast_forward_backward():
-    from avmae.models.mbt import MBT
     model = AVMAE(tiny("mid", "shared"))
     with torch.no_grad():
         model.head["audio"].weight.normal_()
@@ -323,3 +301,18 @@ def test_compiled_blocks_match_eager():
     compiled.backward()
     assert compiled.item() == pytest.approx(eager.item(), rel=1e-5)
     assert list(model.state_dict()) == keys  # checkpoints unaffected
+
+
+def test_seeded_masks_do_not_depend_on_the_batch():
+    from avmae.models.masking import sample_seeds
+    model = AVMAE(tiny("mid", "shared"))
+    x = inputs()
+    seeds = sample_seeds(0, 3, torch.tensor([5, 9]))
+    assert seeds == sample_seeds(0, 3, torch.tensor([5, 9])) and seeds[0] != seeds[1]
+    _, both = model(x, seeds=seeds)
+    _, second = model({m: v[1:] for m, v in x.items()}, seeds=seeds[1:])
+    for m in ("audio", "video"):
+        assert torch.equal(both["mask"][m][1:], second["mask"][m])
+        assert not torch.equal(both["mask"][m][0], both["mask"][m][1])
+    assert sample_seeds(0, 4, torch.tensor([5]))[0] != seeds[0]  # a new epoch, a new mask
+

@@ -23,12 +23,31 @@ def test_batch_split_keeps_the_global_batch():
 
 def test_weight_decay_only_on_weight_matrices():
     model = AVMAE(ModelConfig.from_dict(TINY_MODEL))
-    decay, no_decay = eng.param_groups(model, 0.05)
+    decay, no_decay = sorted(eng.param_groups(model, 0.05), key=lambda g: -g["weight_decay"])
+    assert decay["lr_scale"] == no_decay["lr_scale"] == 1.0  # no layer-wise decay in pretraining
     names = {id(p): n for n, p in model.named_parameters()}
     assert all(names[id(p)].endswith(".weight") and p.ndim >= 2 for p in decay["params"])
     assert any("mask_token" in names[id(p)] for p in no_decay["params"])
     assert any(names[id(p)].endswith(".bias") for p in no_decay["params"])
     assert no_decay["weight_decay"] == 0.0
+
+
+def test_layer_wise_lr_decay():
+    from avmae.models.mbt import MBT
+    cfg = ModelConfig.from_dict(TINY_MODEL)  # encoder depth 2
+    model = MBT(cfg, 5, ["audio", "video"], fusion_layer=1)
+    sgd = {"name": "sgd", "lr": 0.4, "lr_batch": 8, "momentum": 0.9, "weight_decay": 0.0}
+    opt = eng.make_optimizer(model, sgd, global_batch=4, layer_decay=0.5)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    base = 0.4 * 4 / 8
+    # depth 2: heads/norms at layer 3 (full lr), block i at layer i + 1, tokenizers/bottleneck at 0
+    assert lr_of[id(params["head.audio.1.weight"])] == pytest.approx(base)
+    assert lr_of[id(params["streams.video.blocks.1.mlp.0.weight"])] == pytest.approx(base * 0.5)
+    assert lr_of[id(params["streams.audio.blocks.0.attn.qkv.bias"])] == pytest.approx(base * 0.25)
+    assert lr_of[id(params["tokenizers.video.proj.weight"])] == pytest.approx(base * 0.125)
+    assert lr_of[id(params["bottleneck"])] == pytest.approx(base * 0.125)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(params)
 
 
 def test_deepspeed_steps_lower_the_loss():

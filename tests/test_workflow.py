@@ -50,7 +50,7 @@ def test_table1_from_a_fresh_workdir(workdir):
     manifest = pd.read_csv(workdir / "results/data/vggsound/manifest.csv")
     assert len(manifest) == 32 and (manifest.status == "ok").all()
     runs = sorted(p.name for p in (workdir / "results/pretrain").iterdir())
-    assert runs == ["vggsound_toy_early-shared_joint_e1", "vggsound_toy_mid-shared_joint_e1"]
+    assert runs == ["vggsound_toy_av_early-shared_joint_e1", "vggsound_toy_av_mid-shared_joint_e1"]
     assert (workdir / "results/pretrain" / runs[0] / "config.yaml").exists()
 
 

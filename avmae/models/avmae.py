@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .fusion import FusionTransformer
-from .masking import gather_tokens, hidden_indices, random_masking
+from .masking import gather_tokens, hidden_indices, random_masking, sample_noise
 from .tokenizers import AudioPatches, VideoTubelets
 from .vit import init_weights, sincos_1d
 
@@ -180,11 +180,18 @@ class AVMAE(nn.Module):
             out[m] = t
         return out
 
-    def forward(self, inputs: dict[str, torch.Tensor], generator: torch.Generator | None = None):
+    def forward(self, inputs: dict[str, torch.Tensor], generator: torch.Generator | None = None,
+                seeds: list[int] | None = None):
+        """Masks are drawn from ``generator`` (default: the global RNG), or per sample from
+        ``seeds`` (one per clip, see ``masking.sample_seeds``)."""
         tokens = embed(self.tokenizers, {m: inputs[m] for m in self.cfg.modalities})
+        noise = {}
+        if seeds is not None:
+            noise = sample_noise(seeds, {m: t.shape[1] for m, t in tokens.items()}, next(iter(tokens.values())).device)
         keep, mask, visible = {}, {}, {}
         for m, t in tokens.items():
-            keep[m], mask[m] = random_masking(t.shape[0], t.shape[1], self.cfg.mask_ratio[m], t.device, generator)
+            keep[m], mask[m] = random_masking(t.shape[0], t.shape[1], self.cfg.mask_ratio[m], t.device, generator,
+                                              noise.get(m))
             visible[m] = gather_tokens(t, keep[m])
         encoded = self.encoder(visible)
         if self.cfg.objective == "joint":

@@ -72,6 +72,15 @@ class MBT(nn.Module):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         return self.head_spec.loss(logits, labels, label_smoothing)
 
+    def layer_of(self, name: str) -> int:
+        """Depth of a parameter for layer-wise lr decay: 0 for tokenizers and bottleneck
+        tokens, ``i + 1`` for block ``i`` of either stream, ``depth + 1`` for norms and heads."""
+        if name.startswith("tokenizers.") or name == "bottleneck":
+            return 0
+        if name.startswith("streams."):
+            return int(name.split(".")[3]) + 1
+        return self.depth + 1
+
 
 def encoder_sources(cfg: ModelConfig, stream: str) -> tuple[list[str], str]:
     """State-dict prefixes in a pretrained AV-MAE for ``stream``: one per layer, and the final norm.

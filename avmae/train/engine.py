@@ -15,6 +15,8 @@ import tempfile
 import torch
 import torch.distributed as dist
 
+from avmae.train import launch
+
 
 def setup_distributed() -> tuple[int, int]:
     """Initialise the process group once; returns (rank, world size).
@@ -24,6 +26,7 @@ def setup_distributed() -> tuple[int, int]:
       ``WORLD_SIZE``, rendezvous through that URL; nothing listens on the network.
     * Otherwise the launcher's ``env://`` (``MASTER_ADDR``, ``MASTER_PORT``, ...).
     """
+    launch.from_slurm()  # a task of a multi-task srun step: ranks from SLURM_PROCID etc.
     import deepspeed
 
     # The shared-memory comm op would be JIT-compiled on first use; gloo needs none.
@@ -57,20 +60,34 @@ def batch_split(global_batch: int, micro_batch: int, world_size: int) -> int:
     return global_batch // per_step
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and conv kernels only (not biases, norms or tokens)."""
-    decay, no_decay = [], []
+def param_groups(model: torch.nn.Module, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
+    """Parameter groups with their weight decay and lr scale.
+
+    Weight decay applies to weight matrices and conv kernels only (not biases, norms or
+    tokens). With ``layer_decay`` < 1 (layer-wise lr decay, as BEiT/MAE finetuning), a
+    parameter at depth ``l`` of ``L = model.depth + 1`` (``model.layer_of``) gets its lr
+    scaled by ``layer_decay ** (L - l)``: the heads train at the full lr, the tokenizers
+    at the smallest.
+    """
+    groups: dict[tuple[float, float], list] = {}
+    top = model.depth + 1 if layer_decay != 1.0 else 0
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if name.endswith(".weight") and p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        wd = weight_decay if name.endswith(".weight") and p.ndim >= 2 else 0.0
+        scale = layer_decay ** (top - model.layer_of(name)) if top else 1.0
+        groups.setdefault((wd, scale), []).append(p)
+    return [{"params": ps, "weight_decay": wd, "lr_scale": scale} for (wd, scale), ps in groups.items()]
 
 
-def make_optimizer(model: torch.nn.Module, opt: dict, global_batch: int) -> torch.optim.Optimizer:
-    """Optimizer from config; lr = lr x global batch / lr_batch (linear scaling rule)."""
+def make_optimizer(model: torch.nn.Module, opt: dict, global_batch: int,
+                   layer_decay: float = 1.0) -> torch.optim.Optimizer:
+    """Optimizer from config; lr = lr x global batch / lr_batch (linear scaling rule), times
+    each group's layer-wise decay."""
     lr = opt["lr"] * global_batch / opt["lr_batch"]
-    groups = param_groups(model, opt["weight_decay"])
+    groups = param_groups(model, opt["weight_decay"], layer_decay)
+    for g in groups:
+        g["lr"] = lr * g.pop("lr_scale")
     if opt["name"] == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(opt["betas"]))
     if opt["name"] == "sgd":
@@ -86,8 +103,10 @@ def use_bf16(precision: str) -> bool:
     return precision == "bf16"
 
 
-def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size: int):
-    """Wrap ``model`` in a DeepSpeed engine configured from a pretrain/finetune config section."""
+def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size: int,
+               layer_decay: float = 1.0):
+    """Wrap ``model`` in a DeepSpeed engine configured from a pretrain/finetune config section
+    (``layer_decay``: layer-wise lr decay, see :func:`param_groups`)."""
     import deepspeed
 
     micro = stage["micro_batch_size"]
@@ -106,7 +125,7 @@ def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size
             "warmup_min_ratio": 0.0, "cos_min_ratio": 0.0, "warmup_type": "linear"}},
         "steps_per_print": 10**9,
     }
-    optimizer = make_optimizer(model, stage["optimizer"], stage["batch_size"])
+    optimizer = make_optimizer(model, stage["optimizer"], stage["batch_size"], layer_decay)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
     return engine, ds_config
 

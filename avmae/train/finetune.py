@@ -1,21 +1,29 @@
-"""Finetuning a pretrained encoder on audio, video or both, then multi-view evaluation."""
+"""Finetuning a pretrained AV-MAE on audio, video or both, then multi-view evaluation.
+
+The model is MBT (``avmae.models.mbt``) for every modality set: two streams with
+bottleneck fusion for audiovisual input, a plain ViT (AST / unfactorised ViViT) for one
+modality, initialised from the pretrained encoder by ``init_mbt_from_avmae``. The head
+(single-label, multi-label or verb+noun) and the metrics follow the dataset's label
+kind, read from the features' ``meta.json``.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from avmae.data.dataset import AVClipDataset
 from avmae.io import write_json, write_run_config
 from avmae.models.avmae import ModelConfig
-from avmae.models.classifier import AVClassifier
+from avmae.models.mbt import MBT, init_mbt_from_avmae
 from avmae.train import engine as eng
 from avmae.train.evaluate import ids_digest, predict
 from avmae.train.loop import Trainer
-from avmae.train.metrics import top1
+from avmae.train.metrics import mean_average_precision, top1, verb_noun_action
 from avmae.train.pretrain import steps_per_epoch
 
 MODALITY_SETS = {"audio": ["audio"], "video": ["video"], "av": ["audio", "video"]}
@@ -27,11 +35,48 @@ def dataset(features_dir, split: str, stage: dict, train: bool, seed: int) -> AV
                          inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed)
 
 
-def evaluate(model: AVClassifier, data: AVClipDataset, stage: dict, device, dtype) -> dict:
-    """Top-1 over the test clips, logits averaged over ``eval_clips`` views per clip."""
+def head_of(meta: dict) -> tuple[str, int | tuple[int, int]]:
+    """(head kind, class count(s)) of a features directory's ``meta.json``."""
+    kind = meta.get("label_kind", "single")
+    if kind == "verb_noun":
+        return kind, (len(meta["verb_classes"]), len(meta["noun_classes"]))
+    return kind, len(meta["classes"])
+
+
+def build_model(settings: dict, meta: dict, modality: str) -> MBT:
+    """The finetuning model for ``modality`` with the stage's MBT, head and stochastic depth."""
+    stage = settings["finetune"]
+    kind, classes = head_of(meta)
+    return MBT(ModelConfig.from_dict(settings["model"]), classes, MODALITY_SETS[modality],
+               fusion_layer=stage["mbt"]["fusion_layer"], bottlenecks=stage["mbt"]["bottlenecks"],
+               drop_path=stage["drop_path"], head=kind)
+
+
+def targets(batch: dict, kind: str) -> torch.Tensor:
+    """The loss targets of a batch for a head kind (see ``avmae.models.heads``)."""
+    if kind == "multi":
+        return batch["labels"]
+    if kind == "verb_noun":
+        return torch.stack([batch["verb"], batch["noun"]], dim=1)
+    return batch["label"]
+
+
+def scores(model: MBT, logits: np.ndarray, data: AVClipDataset) -> dict:
+    """The paper's metrics of per-clip ``logits`` against the test clips' labels."""
+    kind, index = model.head_spec.kind, data.index
+    if kind == "single":
+        return {"top1": top1(logits, index.label_index.to_numpy())}
+    if kind == "multi":
+        return {"mAP": mean_average_precision(logits, data.multi_hot())}
+    verb, noun = model.head_spec.split(torch.from_numpy(logits))
+    return verb_noun_action(verb.numpy(), noun.numpy(), index.verb_class.to_numpy(),
+                            index.noun_class.to_numpy())
+
+
+def evaluate(model: MBT, data: AVClipDataset, stage: dict, device, dtype) -> dict:
+    """Metrics over the test clips, logits averaged over ``eval_clips`` views per clip."""
     per_clip = predict(model, data, stage["micro_batch_size"], stage["num_workers"], device, dtype)
-    labels = data.index.label_index.to_numpy()
-    return {"top1": top1(per_clip, labels), "test_clips": len(labels),
+    return {**scores(model, per_clip, data), "test_clips": len(data.index),
             "test_ids_sha256": ids_digest(data.index.id)}
 
 
@@ -48,17 +93,16 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
     test_set = dataset(features_dir, "test", stage, train=False, seed=settings["seed"])
     steps = steps_per_epoch(len(train_set), stage, world, features_dir)
 
-    model = AVClassifier(ModelConfig.from_dict(settings["model"]), len(train_set.classes),
-                         MODALITY_SETS[modality], drop_path=stage["drop_path"])
-    model.load_pretrained(torch.load(pretrained, map_location="cpu", weights_only=True))
-    engine, ds_config = eng.initialize(model, stage, steps * stage["epochs"], world)
+    model = build_model(settings, json.loads((Path(features_dir) / "meta.json").read_text()), modality)
+    state = torch.load(pretrained, map_location="cpu", weights_only=True)
+    init_mbt_from_avmae(model, state, ModelConfig.from_dict(settings["model"]))
+    engine, ds_config = eng.initialize(model, stage, steps * stage["epochs"], world, stage["layer_decay"])
     trainer = Trainer(engine, train_set, stage, steps, out_dir, settings, rank, world, settings["seed"],
                       f"finetune {modality}")
-    smoothing = stage["label_smoothing"]
+    kind, smoothing = model.head_spec.kind, stage["label_smoothing"]
 
     def loss_fn(b):
-        logits = engine({m: b[m] for m in model.modalities})
-        return F.cross_entropy(logits.float(), b["label"], label_smoothing=smoothing)
+        return model.loss(engine({m: b[m] for m in model.modalities}), targets(b, kind), smoothing)
 
     start = time.time()
     state = trainer.fit(loss_fn)

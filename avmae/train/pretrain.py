@@ -10,6 +10,7 @@ import torch
 from avmae.data.dataset import AVClipDataset
 from avmae.io import atomic_path, write_json, write_run_config
 from avmae.models.avmae import AVMAE, ModelConfig
+from avmae.models.masking import sample_seeds
 from avmae.train import engine as eng
 from avmae.train.loop import Trainer
 
@@ -49,7 +50,11 @@ def run(settings: dict, features_dir: str | Path, out_dir: str | Path) -> dict:
     trainer = Trainer(engine, dataset, stage, steps, out_dir, settings, rank, world, settings["seed"], "pretrain")
 
     start = time.time()
-    state = trainer.fit(lambda b: engine({"audio": b["audio"], "video": b["video"]})[0])
+    def loss_fn(b):  # masks seeded per clip: the same on any number of processes
+        seeds = sample_seeds(settings["seed"], trainer.state["epoch"], b["index"])
+        return engine({"audio": b["audio"], "video": b["video"]}, seeds=seeds)[0]
+
+    state = trainer.fit(loss_fn)
     seconds = time.time() - start
     metrics = {
         "final_loss": state["curve"][-1], "loss_curve": state["curve"], "epochs": stage["epochs"],
