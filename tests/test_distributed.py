@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from conftest import TINY_MODEL, write_features
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from avmae.models.avmae import AVMAE, ModelConfig
 
@@ -107,6 +109,13 @@ def test_kill_9_then_rerun_resumes_to_the_same_result(features_dir, tiny_setting
     assert resumed["steps"] == straight["steps"] == 40 * 2
     # Same clips, augmentations, masks (restored RNG) and optimizer state: the same run.
     assert resumed["loss_curve"] == pytest.approx(straight["loss_curve"], rel=1e-5)
+    steps = pd.read_csv(out / "log" / "steps.csv")
+    assert steps.step.tolist() == list(range(1, 81))  # rows after the checkpoint were logged once
+    assert steps.loss.to_numpy() == pytest.approx(
+        pd.read_csv(tmp_path / "straight" / "log" / "steps.csv").loss.to_numpy(), rel=1e-5)
+    events = EventAccumulator(str(out / "log" / "tensorboard"))
+    events.Reload()  # TensorBoard drops the events after the checkpoint (purge_step) on reading
+    assert [e.step for e in events.Scalars("pretrain/loss")] == list(range(1, 81))
     a = torch.load(tmp_path / "straight" / "model.pt")
     b = torch.load(out / "model.pt")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

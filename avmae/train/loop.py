@@ -8,8 +8,10 @@
   the end, in ``{out}/checkpoints`` (not a Snakemake output, so a failed job keeps it),
   with the loop position, loss curve and RNG states as client state. A rerun with the
   same settings resumes from the latest one; other settings start afresh.
-* Logs: one CSV row per optimizer step (``log/steps.csv``): epoch, step, loss, lr,
-  samples/s.
+* Logs: one row per optimizer step, as CSV (``log/steps.csv``, read by the figures) and
+  TensorBoard events (``log/tensorboard``): loss, lr, samples/s and peak memory (GPU
+  memory allocated on a GPU, the process's peak RSS otherwise). A resumed run first drops
+  the rows logged after its checkpoint, so each step appears once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import json
 import math
 import random
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from avmae.train import engine as eng
@@ -69,6 +73,13 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def peak_memory_gib() -> float:
+    """Peak GPU memory allocated by this process, or its peak resident memory without a GPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
 class Trainer:
     """Epochs of DeepSpeed steps over a dataset, with checkpoints and resume."""
 
@@ -84,6 +95,7 @@ class Trainer:
                                  generator=torch.Generator())  # keeps the global RNG out of its seeding
         self.ckpt_dir = out_dir / "checkpoints"
         self.log_path = out_dir / "log" / "steps.csv"
+        self.tensorboard = None  # opened by rank 0 at its first log row
         self.digest = settings_digest(settings)
         self.state = {"epoch": 0, "step": 0, "curve": [], "epoch_loss": 0.0, "skipped": 0, "resumed_at": []}
 
@@ -106,6 +118,13 @@ class Trainer:
         _set_rng_state(client.pop("rng"))
         self.state = {k: client[k] for k in self.state}
         self.state["resumed_at"].append(self.state["step"])
+        if self.rank == 0 and self.log_path.exists():  # rows of steps lost with the kill
+            rows = [r for r in csv.DictReader(self.log_path.open()) if int(r["step"]) <= self.state["step"]]
+            with self.log_path.open("w", newline="") as f:
+                if rows:
+                    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                    w.writeheader()
+                    w.writerows(rows)
 
     def discard_stale_checkpoints(self) -> None:
         """Delete checkpoints written with other settings (rank 0, before any rank loads)."""
@@ -123,13 +142,19 @@ class Trainer:
     def _log(self, row: dict) -> None:
         if self.rank != 0:
             return
-        new = not self.log_path.exists()
+        new = not self.log_path.exists() or self.log_path.stat().st_size == 0
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(row))
             if new:
                 w.writeheader()
             w.writerow(row)
+        if self.tensorboard is None:  # purge_step drops events logged after the resumed checkpoint
+            self.tensorboard = SummaryWriter(str(self.log_path.parent / "tensorboard"),
+                                             purge_step=self.state["step"])
+        for key, value in row.items():
+            if key not in ("epoch", "step"):
+                self.tensorboard.add_scalar(f"{self.desc}/{key}", value, row["step"])
 
     def _finite(self, loss: torch.Tensor) -> bool:
         flag = torch.tensor([float(torch.isfinite(loss.detach()).all())], device=loss.device)
@@ -176,6 +201,8 @@ class Trainer:
             self.state["epoch_loss"] = 0.0
             self.state["epoch"] += 1
         self._save()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         return self.state
 
     def _after_step(self, micro_losses: list[float], tick: float, micro: int) -> None:
@@ -189,4 +216,5 @@ class Trainer:
         seconds = time.time() - tick
         self._log({"epoch": self.state["epoch"] + 1, "step": self.state["step"], "loss": loss,
                    "lr": self.engine.get_lr()[0],
-                   "samples_per_s": self.accum * micro * self.engine.world_size / max(seconds, 1e-9)})
+                   "samples_per_s": self.accum * micro * self.engine.world_size / max(seconds, 1e-9),
+                   "peak_mem_gib": peak_memory_gib()})
