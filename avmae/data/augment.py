@@ -1,0 +1,284 @@
+"""Training augmentations of the paper's official recipes, as config values.
+
+Pretraining (as MAE, and the official ``av_mae`` pretraining configs): random crop and
+horizontal flip only. Finetuning adds (official ``av_mae/configs/{vggsound,audioset}/
+finetune.py``, which use DMVR's video processors and lingvo's SpecAugment):
+
+* **scale jitter**: the stored frames (short side 256) are rescaled by independent
+  height and width factors drawn from U(0.9, 1.33) (probability 1.0) before the random
+  224 crop. We draw the crop box in the rescaled frame and map it back, so only the
+  box is resized (``torchvision.transforms.v2.functional.resized_crop``, bilinear with
+  antialiasing): the same pixels as rescaling the whole frame, at a fraction of the cost.
+* **colour**: with probability 0.8 one draw for the whole clip of brightness (additive,
+  up to 32/255), saturation and contrast (factors in [0.6, 1.4]) and hue (shift up to
+  0.2), in DMVR's order, then greyscale with probability 0.1. The operations are
+  ``torchvision.transforms.v2.functional`` (brightness is an addition, which torchvision
+  does not offer: its brightness is a factor). Differences from TF: torchvision clamps
+  to [0, 1] after every step, and its contrast pivots on the mean grey level instead of
+  each channel's mean.
+* **SpecAugment**: ``torchaudio.transforms.FrequencyMasking`` / ``TimeMasking``, counts
+  and widths from the config (VGGSound 1 x 48 bins and 4 x 48 frames, AudioSet
+  2 x 36 bins and 4 x 48 frames). Masks are filled with 0 after normalisation, i.e.
+  with the dataset mean. The official configs' time warp (``time_warp_max_ratio: 0``)
+  is off, so we have none.
+* **mixup** (:func:`mixup`, applied on a batch by the training step): one lambda per
+  modality (the official ``mixmod``).
+
+Evaluation: the short side is resized to ``eval_short_side`` (official finetune
+configs: 256, DMVR ``resize_smallest`` also at test time), then a centre crop.
+Pixels end in [-1, 1].
+
+Every random draw of one item comes from the numpy generator the dataset seeds with
+``(seed, epoch, clip)``, so an item's augmentation does not depend on the worker or
+process that builds it. torchaudio's masks draw from torch's global generator; we run
+them under ``torch.random.fork_rng`` seeded from the item's generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torchaudio
+from torchvision.transforms.v2 import functional as TF
+
+
+@dataclass(frozen=True)
+class SpecAugment:
+    freq_masks: int = 0
+    freq_width: int = 0
+    time_masks: int = 0
+    time_width: int = 0
+
+
+@dataclass(frozen=True)
+class Color:
+    prob: float = 0.8
+    brightness: float = 32 / 255   # additive shift, on pixels in [0, 1]
+    contrast: float = 0.4          # factor in [1 - c, 1 + c]
+    saturation: float = 0.4        # factor in [1 - s, 1 + s]
+    hue: float = 0.2               # shift in [-h, h] (fraction of the hue circle)
+    grayscale_prob: float = 0.1
+
+
+@dataclass(frozen=True)
+class Augment:
+    """One stage's augmentations; the defaults are the pretraining ones (crop + flip)."""
+
+    flip: bool = True
+    scale_jitter: tuple[float, float] | None = None
+    scale_jitter_prob: float = 1.0
+    color: Color | None = None
+    spec_augment: SpecAugment | None = None
+    mixup_alpha: float = 0.0
+    eval_short_side: int | None = None   # None: centre crop of the stored frames
+
+    @classmethod
+    def from_config(cls, cfg: dict | None, where: str = "finetune.augment") -> "Augment":
+        """Build from a config section; an unknown or bad key raises ValueError naming it."""
+        if cfg is None:
+            return cls()
+        if not isinstance(cfg, dict):
+            raise ValueError(f"{where}: expected a mapping, got {type(cfg).__name__}")
+        _check_keys(cfg, cls, where)
+        kw = dict(cfg)
+        if kw.get("scale_jitter") is not None:
+            lo_hi = kw["scale_jitter"]
+            if (not isinstance(lo_hi, (list, tuple)) or len(lo_hi) != 2
+                    or not 0 < float(lo_hi[0]) <= float(lo_hi[1])):
+                raise ValueError(f"{where}.scale_jitter: expected [min, max] with 0 < min <= max, got {lo_hi!r}")
+            kw["scale_jitter"] = (float(lo_hi[0]), float(lo_hi[1]))
+        for key, sub in (("color", Color), ("spec_augment", SpecAugment)):
+            if kw.get(key) is not None:
+                if not isinstance(kw[key], dict):
+                    raise ValueError(f"{where}.{key}: expected a mapping or null, got {kw[key]!r}")
+                _check_keys(kw[key], sub, f"{where}.{key}")
+                kw[key] = sub(**kw[key])
+        aug = cls(**kw)
+        for name in ("scale_jitter_prob",):
+            if not 0 <= getattr(aug, name) <= 1:
+                raise ValueError(f"{where}.{name}: must be in [0, 1], got {getattr(aug, name)}")
+        if aug.color is not None:
+            for name in ("prob", "grayscale_prob", "contrast", "saturation"):
+                if not 0 <= getattr(aug.color, name) <= 1:
+                    raise ValueError(f"{where}.color.{name}: must be in [0, 1], got {getattr(aug.color, name)}")
+            if not 0 <= aug.color.hue <= 0.5:
+                raise ValueError(f"{where}.color.hue: must be in [0, 0.5], got {aug.color.hue}")
+        if aug.spec_augment is not None:
+            for f in fields(SpecAugment):
+                if int(getattr(aug.spec_augment, f.name)) < 0:
+                    raise ValueError(f"{where}.spec_augment.{f.name}: must be >= 0")
+        if aug.mixup_alpha < 0:
+            raise ValueError(f"{where}.mixup_alpha: must be >= 0, got {aug.mixup_alpha}")
+        if aug.eval_short_side is not None and aug.eval_short_side < 1:
+            raise ValueError(f"{where}.eval_short_side: must be >= 1, got {aug.eval_short_side}")
+        return aug
+
+
+def _check_keys(cfg: dict, cls, where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+
+
+# ------------------------------------------------------------------------- video
+@dataclass(frozen=True)
+class Box:
+    """A region of the stored frame, resized to ``out`` x ``out``, then maybe flipped."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    out: int
+    flip: bool = False
+
+
+def train_box(height: int, width: int, crop: int, aug: Augment, rng: np.random.Generator) -> Box:
+    """Random crop (after scale jitter if configured) and flip of a ``height`` x ``width`` frame.
+
+    Scale jitter rescales the frame by (sh, sw) and crops ``crop`` x ``crop`` there: in
+    the stored frame that is a box of ``crop/sh`` x ``crop/sw`` pixels, placed uniformly.
+    """
+    box_h = box_w = crop
+    if aug.scale_jitter is not None and rng.random() < aug.scale_jitter_prob:
+        lo, hi = aug.scale_jitter
+        sh, sw = rng.uniform(lo, hi, size=2)
+        box_h, box_w = min(height, round(crop / sh)), min(width, round(crop / sw))
+    if box_h > height or box_w > width:
+        raise ValueError(f"crop {crop} does not fit the stored {height}x{width} frame")
+    top = int(rng.integers(0, height - box_h + 1))
+    left = int(rng.integers(0, width - box_w + 1))
+    flip = bool(aug.flip and rng.random() < 0.5)
+    return Box(top, left, box_h, box_w, crop, flip)
+
+
+def eval_box(height: int, width: int, crop: int, short_side: int | None) -> Box:
+    """Resize the short side to ``short_side`` (None: keep it), then take the centre crop."""
+    scale = 1.0 if short_side is None else short_side / min(height, width)
+    box_h, box_w = min(height, round(crop / scale)), min(width, round(crop / scale))
+    if crop / scale > min(height, width) + 0.5:
+        raise ValueError(f"eval crop {crop} after resizing the short side to {short_side} "
+                         f"does not fit the stored {height}x{width} frame")
+    return Box((height - box_h) // 2, (width - box_w) // 2, box_h, box_w, crop)
+
+
+def apply_box(frames: torch.Tensor, box: Box) -> torch.Tensor:
+    """uint8 frames [T, 3, H, W] -> the box region [T, 3, out, out] (bilinear, antialiased)."""
+    if box.height == box.out and box.width == box.out:
+        out = frames[..., box.top:box.top + box.out, box.left:box.left + box.out]
+    else:
+        out = TF.resized_crop(frames, box.top, box.left, box.height, box.width, [box.out, box.out],
+                              antialias=True)
+    return TF.horizontal_flip(out) if box.flip else out
+
+
+def color_augment(video: torch.Tensor, color: Color, rng: np.random.Generator) -> torch.Tensor:
+    """Float frames [T, 3, H, W] in [0, 1]; one draw for the whole clip (DMVR's recipe)."""
+    # Draw everything first, so the number of draws does not depend on the coin tosses.
+    apply, gray = rng.random() < color.prob, rng.random() < color.grayscale_prob
+    delta = rng.uniform(-color.brightness, color.brightness)
+    sat = rng.uniform(1 - color.saturation, 1 + color.saturation)
+    con = rng.uniform(1 - color.contrast, 1 + color.contrast)
+    hue = rng.uniform(-color.hue, color.hue)
+    if apply:
+        video = (video + float(delta)).clamp_(0.0, 1.0)
+        video = TF.adjust_saturation(video, float(sat))
+        video = TF.adjust_contrast(video, float(con))
+        video = TF.adjust_hue(video, float(hue))
+    if gray:
+        video = TF.rgb_to_grayscale(video, num_output_channels=3)
+    return video
+
+
+def to_unit_range(video_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 [T, 3, H, W] -> float [T, 3, H, W] in [0, 1]."""
+    return video_u8.float().div_(255.0)
+
+
+def to_model_range(video01: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1], channels first: [T, 3, H, W] -> [3, T, H, W]."""
+    return video01.mul(2.0).sub_(1.0).permute(1, 0, 2, 3).contiguous()
+
+
+# ------------------------------------------------------------------------- audio
+def spec_augment(audio: torch.Tensor, cfg: SpecAugment, rng: np.random.Generator) -> torch.Tensor:
+    """SpecAugment of a normalised log-mel [1, frames, mels]; masked values become 0."""
+    if not (cfg.freq_masks or cfg.time_masks):
+        return audio
+    spec = audio.transpose(1, 2)  # torchaudio masks (..., freq, time)
+    seed = int(rng.integers(0, 2**62))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if cfg.freq_width > 0:
+            freq = torchaudio.transforms.FrequencyMasking(freq_mask_param=cfg.freq_width)
+            for _ in range(cfg.freq_masks):
+                spec = freq(spec)
+        if cfg.time_width > 0:
+            time = torchaudio.transforms.TimeMasking(time_mask_param=cfg.time_width)
+            for _ in range(cfg.time_masks):
+                spec = time(spec)
+    return spec.transpose(1, 2).contiguous()
+
+
+# ------------------------------------------------------------------------- mixup
+def _as_soft(targets: torch.Tensor, num_classes: int | None, name: str) -> torch.Tensor:
+    if targets.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8) and targets.dim() == 1:
+        if num_classes is None:
+            raise ValueError(f"mixup: targets {name!r} are class indices; pass num_classes")
+        return torch.nn.functional.one_hot(targets.long(), num_classes).float()
+    if targets.dim() != 2 or not targets.is_floating_point():
+        raise ValueError(f"mixup: targets {name!r} must be class indices [B] or float "
+                         f"(one-hot, soft or multi-hot) [B, C]; got {tuple(targets.shape)} {targets.dtype}")
+    return targets
+
+
+def mixup(audio: torch.Tensor, video: torch.Tensor, targets, alpha: float,
+          rng: np.random.Generator, num_classes=None) -> dict:
+    """Mix a batch with its reverse, with a separate lambda per modality.
+
+    ``audio`` [B, ...] and ``video`` [B, ...] are mixed as ``lam_m * x + (1 - lam_m) * x[::-1]``
+    with ``lam_audio`` and ``lam_video`` drawn independently from Beta(alpha, alpha),
+    one value each per batch, as the official ``mixup_modalities(..., mixmod=True)``
+    (scenic ``av_mae/train_utils.py``) does. ``targets`` are class indices [B]
+    (with ``num_classes``), or float one-hot / soft / multi-hot [B, C], or a dict of
+    these (e.g. ``{"verb": ..., "noun": ...}``; ``num_classes`` then a dict too).
+
+    Targets with two lambdas: each modality gets the targets mixed with its own lambda,
+    ``targets["audio"]`` and ``targets["video"]``; the official MBT loss scores each
+    modality's logits against its own targets and averages the losses. For a head that
+    sees both modalities (e.g. averaged logits) ``targets["all"]`` is the mean of the
+    two, i.e. the targets mixed with ``(lam_audio + lam_video) / 2``. Multi-hot
+    (AudioSet) targets are mixed the same way, for a sigmoid loss.
+
+    ``alpha <= 0`` disables mixup: inputs unchanged, lambdas 1. Returns a dict with
+    ``audio``, ``video``, ``targets`` (``{"audio", "video", "all"}``, each a tensor or
+    a dict like the input) and ``lam`` (``{"audio": float, "video": float}``).
+    """
+    if audio.shape[0] != video.shape[0]:
+        raise ValueError(f"mixup: audio batch {audio.shape[0]} != video batch {video.shape[0]}")
+    b = audio.shape[0]
+    if isinstance(targets, dict):
+        nc = num_classes if isinstance(num_classes, dict) else {k: num_classes for k in targets}
+        soft = {k: _as_soft(v, nc.get(k), k) for k, v in targets.items()}
+    else:
+        soft = {None: _as_soft(targets, num_classes, "targets")}
+    for k, v in soft.items():
+        if v.shape[0] != b:
+            raise ValueError(f"mixup: targets {k or 'targets'!r} have batch {v.shape[0]}, inputs {b}")
+    if alpha > 0:
+        lam_a, lam_v = (float(x) for x in rng.beta(alpha, alpha, size=2))
+    else:
+        lam_a = lam_v = 1.0
+
+    def mix(x: torch.Tensor, lam: float) -> torch.Tensor:
+        return x if lam == 1.0 else lam * x + (1.0 - lam) * x.flip(0)
+
+    out_t = {}
+    for name, lam in (("audio", lam_a), ("video", lam_v), ("all", (lam_a + lam_v) / 2)):
+        mixed = {k: mix(v, lam) for k, v in soft.items()}
+        out_t[name] = mixed[None] if None in mixed else mixed
+    return {"audio": mix(audio, lam_a), "video": mix(video, lam_v), "targets": out_t,
+            "lam": {"audio": lam_a, "video": lam_v}}
