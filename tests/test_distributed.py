@@ -84,6 +84,21 @@ def test_two_process_pretraining_matches_one_process(features_dir, tiny_settings
     assert curves[2] == pytest.approx(curves[1], rel=1e-4)
 
 
+def test_zero_stage_3_export_matches_stage_0(features_dir, tiny_settings, tmp_path):
+    """ZeRO-3 partitions the weights over the 2 ranks; the exported model.pt is whole and the same."""
+    s = dict(tiny_settings)
+    models = {}
+    for zero in (0, 3):
+        s["pretrain"] = {**s["pretrain"], "epochs": 2, "batch_size": 8, "micro_batch_size": 4, "zero_stage": zero}
+        out = tmp_path / f"zero{zero}"
+        launch(cli("pretrain", s, features_dir, out), 2, tmp_path)
+        models[zero] = torch.load(out / "model.pt")
+    assert models[3].keys() == models[0].keys()
+    for k, v in models[0].items():
+        assert models[3][k].shape == v.shape and models[3][k].dtype == torch.float32, k
+        assert torch.allclose(models[3][k], v, atol=1e-5), k
+
+
 def test_kill_9_then_rerun_resumes_to_the_same_result(features_dir, tiny_settings, tmp_path):
     s = dict(tiny_settings)
     s["pretrain"] = {**s["pretrain"], "epochs": 40, "checkpoint_every": 2}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -9,8 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+@functools.lru_cache(maxsize=64)
 def sincos_1d(n: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Fixed 1D sinusoidal position embeddings, shape [n, dim] (sin half, cos half)."""
+    """Fixed 1D sinusoidal position embeddings, shape [n, dim] (sin half, cos half).
+
+    Cached per (n, dim, device, dtype): every forward pass reuses the same table.
+    """
     if dim % 2:
         raise ValueError(f"sinusoidal embedding needs an even width, got {dim}")
     half = dim // 2

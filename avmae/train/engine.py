@@ -88,10 +88,11 @@ def make_optimizer(model: torch.nn.Module, opt: dict, global_batch: int,
     groups = param_groups(model, opt["weight_decay"], layer_decay)
     for g in groups:
         g["lr"] = lr * g.pop("lr_scale")
+    # foreach: one kernel per op over all tensors of a group (torch's default on GPUs only)
     if opt["name"] == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(opt["betas"]))
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(opt["betas"]), foreach=True)
     if opt["name"] == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=opt["momentum"])
+        return torch.optim.SGD(groups, lr=lr, momentum=opt["momentum"], foreach=True)
     raise ValueError(f"optimizer.name must be 'adamw' or 'sgd', got {opt['name']!r}")
 
 

@@ -30,9 +30,20 @@ def train_dataset(features_dir, stage: dict, seed: int) -> AVClipDataset:
                          inp["audio_frames"], train=True, seed=seed)
 
 
-def export_fp32(engine, path: Path) -> None:
-    """The consolidated fp32 state dict that finetuning and the tables read."""
-    state = {k: v.detach().float().cpu() for k, v in engine.module.state_dict().items()}
+def export_fp32(engine, checkpoint_dir: Path, path: Path) -> None:
+    """The consolidated fp32 state dict that finetuning and the tables read.
+
+    With ZeRO (parameters or optimizer state partitioned over ranks) or bf16 (fp32 master
+    weights held by the optimizer) it is assembled from the final DeepSpeed checkpoint
+    by DeepSpeed's ``zero_to_fp32``; otherwise the module's own weights are fp32 already.
+    """
+    if engine.zero_optimization_stage() > 0 or engine.bfloat16_enabled():
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint_dir))
+    else:
+        state = engine.module.state_dict()
+    state = {k: v.detach().float().cpu() for k, v in state.items()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -63,7 +74,7 @@ def run(settings: dict, features_dir: str | Path, out_dir: str | Path) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     if rank == 0:
-        export_fp32(engine, out_dir / "model.pt")
+        export_fp32(engine, trainer.ckpt_dir, out_dir / "model.pt")
         write_run_config(out_dir, settings, deepspeed=ds_config, features=str(features_dir))
         write_json(out_dir / "metrics.json", metrics)
     return metrics
