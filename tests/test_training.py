@@ -95,6 +95,44 @@ def test_pretrain_then_finetune(features_dir, tiny_settings, tmp_path):
         assert saved["eval_clips"] == 2
 
 
+def finetune_batch(b=4):
+    g = torch.Generator().manual_seed(0)
+    return {"audio": torch.randn(b, 1, 64, 128, generator=g), "video": torch.rand(b, 3, 4, 16, 16, generator=g),
+            "label": torch.tensor([0, 1, 2, 1]), "index": torch.tensor([3, 0, 7, 5])}
+
+
+def test_training_loss_scores_each_modality_against_its_targets():
+    from avmae.models.mbt import MBT
+    model = MBT(ModelConfig.from_dict(TINY_MODEL), 3, ["audio", "video"], fusion_layer=1)
+    with torch.no_grad():
+        for m in model.head.values():
+            m[1].weight.normal_()
+    b = finetune_batch()
+    stage = {"label_smoothing": 0.1, "augment": {"mixup_alpha": 0.0}}
+    loss = finetune.make_loss(model, model, stage, seed=0, epoch_of=lambda: 0)(b)
+    logits = model({"audio": b["audio"], "video": b["video"]}, per_modality=True)
+    expected = sum(torch.nn.functional.cross_entropy(logits[m], b["label"], label_smoothing=0.1)
+                   for m in logits) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_mixup_is_seeded_by_epoch_and_clips():
+    from avmae.models.mbt import MBT
+    model = MBT(ModelConfig.from_dict(TINY_MODEL), 3, ["audio", "video"], fusion_layer=1)
+    with torch.no_grad():
+        for m in model.head.values():
+            m[1].weight.normal_()
+    stage = {"label_smoothing": 0.0, "augment": {"mixup_alpha": 0.5}}
+    epoch = [0]
+    loss_fn = finetune.make_loss(model, model, stage, seed=0, epoch_of=lambda: epoch[0])
+    b = finetune_batch()
+    first, again = loss_fn(b).item(), loss_fn(b).item()
+    epoch[0] = 1
+    assert first == again != loss_fn(b).item()   # same batch, epoch: same lambdas; next epoch: new ones
+    plain = finetune.make_loss(model, model, {**stage, "augment": {"mixup_alpha": 0.0}}, 0, lambda: 0)(b)
+    assert plain.item() != first
+
+
 def test_finetune_rejects_unknown_modality(features_dir, tiny_settings, tmp_path):
     with pytest.raises(ValueError, match="modality"):
         finetune.run(tiny_settings, features_dir, tmp_path / "none.pt", "text", tmp_path)

@@ -10,6 +10,10 @@ verb_noun  EPIC-KITCHENS-100      one softmax CE per head, mean of the    [B, 2]
                                   two (equal weights)
 =========  =====================  ======================================  ===================
 
+Soft targets (mixup) are accepted in place of labels: [B, C] probabilities, and a
+``{"verb", "noun"}`` dict of them for verb+noun; label smoothing then applies to them
+as ``target * (1 - eps) + eps / C``.
+
 A head's logits are one [B, sum(classes)] tensor (verb logits, then noun logits), so
 averaging over modalities or test views works unchanged for every kind; ``split``
 separates them. Label smoothing follows Scenic: targets become
@@ -60,7 +64,9 @@ class HeadSpec:
         """Per-head logits: one tensor, or (verb, noun)."""
         return logits.split(list(self.classes), dim=-1)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, labels, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Loss against hard labels (table above) or soft targets (mixup): [B, C] floats for
+        ``single``/``multi``, ``{"verb": [B, V], "noun": [B, N]}`` for ``verb_noun``."""
         logits = logits.float()
         if self.kind == "multi":
             c = self.classes[0]
@@ -69,5 +75,9 @@ class HeadSpec:
         if self.kind == "single":
             return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         verb, noun = self.split(logits)
-        return 0.5 * (F.cross_entropy(verb, labels[:, 0], label_smoothing=label_smoothing)
-                      + F.cross_entropy(noun, labels[:, 1], label_smoothing=label_smoothing))
+        if isinstance(labels, dict):
+            verb_t, noun_t = labels["verb"], labels["noun"]
+        else:
+            verb_t, noun_t = labels[:, 0], labels[:, 1]
+        return 0.5 * (F.cross_entropy(verb, verb_t, label_smoothing=label_smoothing)
+                      + F.cross_entropy(noun, noun_t, label_smoothing=label_smoothing))

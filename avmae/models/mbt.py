@@ -49,7 +49,8 @@ class MBT(nn.Module):
         if len(self.modalities) > 1 and fusion_layer < e.depth:
             self.bottleneck = nn.Parameter(torch.empty(1, bottlenecks, e.width).normal_(std=0.02))
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, inputs: dict[str, torch.Tensor], per_modality: bool = False):
+        """Logits averaged over the modalities, or (``per_modality``) a dict of each stream's."""
         x = embed(self.tokenizers, {m: inputs[m] for m in self.modalities})
         shared = None
         for i in range(self.depth):
@@ -66,8 +67,8 @@ class MBT(nn.Module):
                 x[m], b = y.split([t.shape[1], shared.shape[1]], dim=1)
                 updates.append(b)
             shared = torch.stack(updates).mean(0)
-        logits = [self.head[m](self.norm[m](t).mean(dim=1)) for m, t in x.items()]
-        return torch.stack(logits).mean(0)
+        logits = {m: self.head[m](self.norm[m](t).mean(dim=1)) for m, t in x.items()}
+        return logits if per_modality else torch.stack(list(logits.values())).mean(0)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         return self.head_spec.loss(logits, labels, label_smoothing)

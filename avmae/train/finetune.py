@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avmae.data.augment import Augment, mixup
 from avmae.data.dataset import AVClipDataset
 from avmae.io import write_json, write_run_config
 from avmae.models.avmae import ModelConfig
@@ -52,13 +53,46 @@ def build_model(settings: dict, meta: dict, modality: str) -> MBT:
                drop_path=stage["drop_path"], head=kind)
 
 
-def targets(batch: dict, kind: str) -> torch.Tensor:
+def targets(batch: dict, kind: str):
     """The loss targets of a batch for a head kind (see ``avmae.models.heads``)."""
     if kind == "multi":
         return batch["labels"]
     if kind == "verb_noun":
-        return torch.stack([batch["verb"], batch["noun"]], dim=1)
+        return {"verb": batch["verb"], "noun": batch["noun"]}
     return batch["label"]
+
+
+def class_counts(model: MBT):
+    """``num_classes`` for ``mixup``: an int, or per verb/noun head."""
+    spec = model.head_spec
+    return dict(zip(("verb", "noun"), spec.classes)) if spec.kind == "verb_noun" else spec.classes[0]
+
+
+def make_loss(model: MBT, engine, stage: dict, seed: int, epoch_of):
+    """The training loss of a batch, as the official MBT trainer computes it.
+
+    Each modality's logits are scored against their own targets and the losses averaged
+    (evaluation averages the logits instead). With ``augment.mixup_alpha`` > 0 the batch
+    is mixed with its reverse, with one lambda per modality (``augment.mixup``), so each
+    modality's targets are mixed with its own lambda. The lambdas are drawn from a seed
+    of (run seed, epoch, clips of the batch): a resumed run draws the same ones.
+    """
+    alpha = Augment.from_config(stage.get("augment")).mixup_alpha
+    kind, smoothing = model.head_spec.kind, stage["label_smoothing"]
+
+    def loss_fn(b):
+        inputs = {m: b[m] for m in ("audio", "video")}
+        labels = targets(b, kind)
+        per_modality = {m: labels for m in model.modalities}
+        if alpha > 0:
+            rng = np.random.default_rng([seed, epoch_of(), *b["index"].tolist()])
+            mixed = mixup(inputs["audio"], inputs["video"], labels, alpha, rng, class_counts(model))
+            inputs = {m: mixed[m] for m in inputs}
+            per_modality = {m: mixed["targets"][m] for m in model.modalities}
+        logits = engine({m: inputs[m] for m in model.modalities}, per_modality=True)
+        losses = [model.loss(logits[m], per_modality[m], smoothing) for m in model.modalities]
+        return sum(losses) / len(losses)
+    return loss_fn
 
 
 def scores(model: MBT, logits: np.ndarray, data: AVClipDataset) -> dict:
@@ -99,13 +133,8 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
     engine, ds_config = eng.initialize(model, stage, steps * stage["epochs"], world, stage["layer_decay"])
     trainer = Trainer(engine, train_set, stage, steps, out_dir, settings, rank, world, settings["seed"],
                       f"finetune {modality}")
-    kind, smoothing = model.head_spec.kind, stage["label_smoothing"]
-
-    def loss_fn(b):
-        return model.loss(engine({m: b[m] for m in model.modalities}), targets(b, kind), smoothing)
-
     start = time.time()
-    state = trainer.fit(loss_fn)
+    state = trainer.fit(make_loss(model, engine, stage, settings["seed"], lambda: trainer.state["epoch"]))
     seconds = time.time() - start
     dtype = torch.bfloat16 if engine.bfloat16_enabled() else torch.float32
     metrics = {"modality": modality, "loss_curve": state["curve"], "train_clips": len(train_set),
