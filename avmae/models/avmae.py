@@ -144,6 +144,14 @@ class AVMAE(nn.Module):
       sequences separately (decoder ``shared``: the same weights; ``separate``: one
       decoder per target).
 
+      The authors' Scenic code (``av_mae/vivit_multimodal.py``,
+      ``unshuffle_tokens_inpainting``) differs: its sequence has the target's length,
+      other-modality tokens first and then mask tokens, with positions by running
+      index over the target's grid, and it scores the mask-token slots, i.e. always
+      the target patches after the first ``k`` (``k`` = visible tokens of the other
+      modality), whichever were hidden. We keep each token's own position and score
+      exactly the hidden patches.
+
     ``forward`` returns the loss (MSE over hidden tokens only, each squared error divided
     by the patch dimension) and a dict of diagnostics: per-modality ``losses``; ``pred``,
     [B, n, patch_dim] per reconstructed modality (inpainting fills the hidden positions
