@@ -27,10 +27,14 @@ def _settings(text: str) -> dict:
 
 
 def cmd_toy(a):
-    from avmae.data.toy import make_toy_vggsound
+    from avmae.data.toy import GENERATOR_OPTIONS, make_toy
 
-    make_toy_vggsound(a.out, clips_per_class=a.clips_per_class, test_fraction=a.test_fraction,
-                      seed=a.seed, workers=a.workers)
+    options = {k: getattr(a, k) for names in GENERATOR_OPTIONS.values() for k in names
+               if getattr(a, k) is not None}
+    try:
+        make_toy(a.format, a.out, media_dir=a.media, seed=a.seed, workers=a.workers, **options)
+    except ValueError as e:
+        raise SystemExit(f"avmae toy: {e}") from None
 
 
 def cmd_features(a):
@@ -80,14 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avmae", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("toy", help="generate a synthetic VGGSound-like dataset (mp4 + CSV list)")
-    s.add_argument("--out", required=True, type=Path, help="output folder (media/, vggsound.csv)")
-    s.add_argument("--clips-per-class", type=int, default=40)
-    s.add_argument("--test-fraction", type=float, default=0.25)
+    s = sub.add_parser("toy", help="generate a synthetic dataset (mp4s + lists in the official format)")
+    s.add_argument("--format", choices=("vggsound", "audioset", "epic"), default="vggsound",
+                   help="which dataset to imitate (see avmae/data/toy*.py)")
+    s.add_argument("--out", required=True, type=Path, help="folder for the lists and classes.json")
+    s.add_argument("--media", type=Path, help="folder for the videos (default: OUT/media)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=2)
     s.set_defaults(func=cmd_toy)
 
+    g = s.add_argument_group("vggsound (defaults 40, 0.25)")
+    g.add_argument("--clips-per-class", type=int)
+    g.add_argument("--test-fraction", type=float)
+    g = s.add_argument_group("audioset (defaults 200, 3, 8)")
+    g.add_argument("--unbalanced", type=int, help="clips in unbalanced_train_segments.csv")
+    g.add_argument("--balanced-per-class", type=int, help="balanced train: positives per class at least")
+    g.add_argument("--eval-per-class", type=int, help="eval: positives per class at least")
+    g = s.add_argument_group("epic (defaults 4, 2, 3, 8)")
+    g.add_argument("--train-participants", type=int, help="kitchens of the train split")
+    g.add_argument("--unseen-participants", type=int, help="new kitchens, in validation only")
+    g.add_argument("--videos-per-participant", type=int, help="train videos per train kitchen")
+    g.add_argument("--segments-per-video", type=int, help="action segments per video")
     # download, split-list, merge-manifests, as500k
     add_commands(sub)
 

@@ -196,7 +196,67 @@ def read_audioset(path: str | os.PathLike, split: str = "train",
     return _read_rows(Path(path), parse)
 
 
+def write_audioset_classes(path: str | os.PathLike, classes: list[tuple[str, str]]) -> None:
+    """Write ``class_labels_indices.csv`` (``index,mid,display_name``; names quoted, as the
+    official file) from (mid, display_name) pairs in index order, atomically."""
+    lines = ["index,mid,display_name\n"]
+    for index, (mid, name) in enumerate(classes):
+        if not mid or "," in mid or LABEL_SEP in mid:
+            raise ValueError(f"class {index}: mid {mid!r} is empty or holds ',' or ';'")
+        quoted = name.replace('"', '""')
+        lines.append(f'{index},{mid},"{quoted}"\n')
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        f.writelines(lines)
+
+
+def write_audioset(path: str | os.PathLike, clips: list[Clip],
+                   created: str = "by avmae") -> None:
+    """Write a segment CSV as the official ones, atomically: three ``#`` comment lines, then
+    ``YTID, start_seconds, end_seconds, "mid,mid"`` with 3-decimal times. Every clip
+    needs an ``end`` and at least one label."""
+    rows = []
+    for c in clips:
+        if c.end is None or not c.label:
+            raise ValueError(f"clip {c.id!r}: an AudioSet segment needs an end and a label")
+        rows.append(f'{c.id}, {c.start:.3f}, {c.end:.3f}, "{",".join(c.labels)}"\n')
+    n_labels = sum(len(c.labels) for c in clips)
+    unique = len({label for c in clips for label in c.labels})
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        f.write(f"# Segments csv created {created}\n")
+        f.write(f"# num_ytids={len({c.id for c in clips})}, num_segs={len(clips)}, "
+                f"num_unique_labels={unique}, num_positive_labels={n_labels}\n")
+        f.write(f"# {', '.join(AUDIOSET_HEADER)}\n")
+        f.writelines(rows)
+
+
 # --------------------------------------------------------------------- EPIC-KITCHENS-100
+def format_timestamp(seconds: float, decimals: int = 2) -> str:
+    """seconds -> ``HH:MM:SS.ff``: 2 decimals as ``start_timestamp`` in EPIC_100_*.csv,
+    3 as ``narration_timestamp``."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"timestamp {seconds!r} must be a finite number >= 0")
+    scale = 10**decimals
+    ticks = round(seconds * scale)
+    minutes, ticks = divmod(ticks, 60 * scale)
+    hours, minutes = divmod(minutes, 60)
+    whole, frac = divmod(ticks, scale)
+    return f"{hours:02d}:{minutes:02d}:{whole:02d}.{frac:0{decimals}d}"
+
+
+def write_epic(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Write ``EPIC_100_{train,validation}.csv`` rows (dicts keyed by every EPIC column;
+    ``all_nouns``/``all_noun_classes`` are Python-list strings, as in the official files),
+    with the header row, atomically."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(EPIC_COLUMNS)
+        for i, row in enumerate(rows):
+            missing = [c for c in EPIC_COLUMNS if c not in row]
+            if missing:
+                raise ValueError(f"EPIC row {i}: missing column(s) {missing}")
+            writer.writerow([row[c] for c in EPIC_COLUMNS])
+
+
 def parse_timestamp(text: str) -> float:
     """``HH:MM:SS.ff`` -> seconds."""
     match = TIMESTAMP.fullmatch(text.strip())

@@ -48,7 +48,7 @@ CLASSES = (
 
 
 # ----------------------------------------------------------------------------- pictures
-def _picture(kind: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def picture(kind: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Foreground intensity in [0, 1], broadcastable to [frames, HEIGHT, WIDTH]."""
     t = t[:, None, None]
     y = np.arange(HEIGHT, dtype=np.float32)[None, :, None]
@@ -67,8 +67,8 @@ def _picture(kind: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         side = rng.uniform(14, 18)
         # Bounce inside the centre, so a centre crop of the short side keeps it in view.
         lo_x, hi_x, lo_y, hi_y = 20, WIDTH - 20 - side, 4, HEIGHT - 4 - side
-        px = lo_x + (hi_x - lo_x) * _triangle(rng.uniform(0.3, 0.6) * t + rng.uniform())
-        py = lo_y + (hi_y - lo_y) * _triangle(rng.uniform(0.3, 0.6) * t + rng.uniform())
+        px = lo_x + (hi_x - lo_x) * triangle(rng.uniform(0.3, 0.6) * t + rng.uniform())
+        py = lo_y + (hi_y - lo_y) * triangle(rng.uniform(0.3, 0.6) * t + rng.uniform())
         inside = (x >= px) & (x < px + side) & (y >= py) & (y < py + side)
         return inside.astype(np.float32)
     if kind == "haze":  # the neutral picture: a faint, wide, slowly drifting gradient
@@ -78,7 +78,7 @@ def _picture(kind: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"unknown picture type {kind!r}")
 
 
-def _triangle(u: np.ndarray) -> np.ndarray:
+def triangle(u: np.ndarray) -> np.ndarray:
     """Triangle wave in [0, 1] with period 1."""
     return 1 - np.abs(2 * (u % 1) - 1)
 
@@ -86,16 +86,25 @@ def _triangle(u: np.ndarray) -> np.ndarray:
 def _render_video(kind: str, seconds: int, rng: np.random.Generator) -> np.ndarray:
     """RGB frames uint8 [frames, HEIGHT, WIDTH, 3]: pattern, random colours, pixel noise."""
     t = np.arange(seconds * FPS, dtype=np.float32) / FPS
-    level = np.broadcast_to(_picture(kind, t, rng), (t.size, HEIGHT, WIDTH)).astype(np.float32)
+    level = np.broadcast_to(picture(kind, t, rng), (t.size, HEIGHT, WIDTH)).astype(np.float32)
     level += rng.uniform(0.02, 0.08) * (rng.random(level.shape, dtype=np.float32) - 0.5)
-    # Colour through a per-clip palette: level 0 -> dark background, 255 -> bright foreground.
-    fg, bg = rng.uniform(150, 255, size=3), rng.uniform(0, 90, size=3)
-    palette = (bg + (fg - bg) * np.linspace(0, 1, 256)[:, None]).astype(np.uint8)
-    return np.take(palette, (np.clip(level, 0, 1) * 255).astype(np.uint8), axis=0)
+    return colourise(level, palette(rng))
+
+
+def palette(rng: np.random.Generator, fg_range=(150, 255), bg_range=(0, 90)) -> np.ndarray:
+    """A random per-clip palette uint8 [256, 3]: level 0 -> dark background colour,
+    255 -> bright foreground colour."""
+    fg, bg = rng.uniform(*fg_range, size=3), rng.uniform(*bg_range, size=3)
+    return (bg + (fg - bg) * np.linspace(0, 1, 256)[:, None]).astype(np.uint8)
+
+
+def colourise(level: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Intensities in [0, 1] [..., H, W] -> RGB uint8 [..., H, W, 3] through a palette."""
+    return np.take(colours, (np.clip(level, 0, 1) * 255).astype(np.uint8), axis=0)
 
 
 # ------------------------------------------------------------------------------- sounds
-def _sound(kind: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def sound(kind: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Mono class sound with unit RMS, shape [samples]."""
     phase = rng.uniform(0, 2 * np.pi)
     if kind == "hum":  # the neutral sound: a low tone with harmonics
@@ -117,13 +126,13 @@ def _sound(kind: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         wave = rng.standard_normal(t.size) * env
     elif kind == "hiss":  # steady noise band around 5-6 kHz
         centre = rng.uniform(4800, 6000)
-        wave = _band_noise(t.size, centre - 500, centre + 500, rng)
+        wave = band_noise(t.size, centre - 500, centre + 500, rng)
     else:
         raise ValueError(f"unknown sound type {kind!r}")
     return wave / (np.sqrt(np.mean(wave**2)) + 1e-12)
 
 
-def _band_noise(n: int, f_lo: float, f_hi: float, rng: np.random.Generator) -> np.ndarray:
+def band_noise(n: int, f_lo: float, f_hi: float, rng: np.random.Generator) -> np.ndarray:
     """White noise band-passed to [f_lo, f_hi] Hz in the frequency domain."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
@@ -134,7 +143,7 @@ def _band_noise(n: int, f_lo: float, f_hi: float, rng: np.random.Generator) -> n
 def _render_audio(kind: str, seconds: int, rng: np.random.Generator) -> np.ndarray:
     """Stereo int16 [samples, 2]: class sound at a random level and pan, plus noise."""
     t = np.arange(seconds * SAMPLE_RATE) / SAMPLE_RATE
-    signal = (_sound(kind, t, rng) * rng.uniform(0.15, 0.3)).astype(np.float32)
+    signal = (sound(kind, t, rng) * rng.uniform(0.15, 0.3)).astype(np.float32)
     pan = rng.uniform(0.3, 0.7)
     gains = np.array([1 - pan, pan], dtype=np.float32)
     noise_level = rng.uniform(0.01, 0.03)  # white background noise, ~5-25 dB below the signal
@@ -191,10 +200,17 @@ def _make_clip(job: _Job, media_dir: Path) -> None:
     write_mp4(media_dir / f"{job.clip.id}.mp4", frames, audio)
 
 
-def _random_ids(n: int, rng: np.random.Generator) -> list[str]:
-    """n distinct 11-character YouTube-like ids."""
+def run_jobs(work, jobs: list, workers: int, desc: str) -> list:
+    """``work(job)`` for every job on ``workers`` threads (numpy and ffmpeg release the
+    GIL), with a progress bar; results in job order."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(tqdm(pool.map(work, jobs), total=len(jobs), desc=desc, unit="clip"))
+
+
+def random_ids(n: int, rng: np.random.Generator, avoid: set[str] = frozenset()) -> list[str]:
+    """n distinct 11-character YouTube-like ids, none of them in ``avoid``."""
     ids: list[str] = []
-    seen: set[str] = set()
+    seen: set[str] = set(avoid)
     while len(ids) < n:
         vid = "".join(rng.choice(ID_ALPHABET, size=11))
         if vid not in seen:
@@ -204,8 +220,10 @@ def _random_ids(n: int, rng: np.random.Generator) -> list[str]:
 
 
 def make_toy_vggsound(out_dir: str | os.PathLike, clips_per_class: int = 40,
-                      test_fraction: float = 0.25, seed: int = 0, workers: int = 2) -> Path:
-    """Write ``media/{id}.mp4``, ``vggsound.csv`` and ``classes.json`` under out_dir.
+                      test_fraction: float = 0.25, seed: int = 0, workers: int = 2,
+                      media_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``vggsound.csv`` and ``classes.json`` under out_dir, the clips as
+    ``{media_dir}/{id}.mp4`` (default ``out_dir/media``).
 
     The same seed gives the same CSV and the same decoded media. Per class,
     ``round(clips_per_class * test_fraction)`` clips go to the test split.
@@ -216,13 +234,13 @@ def make_toy_vggsound(out_dir: str | os.PathLike, clips_per_class: int = 40,
     if not 0 <= test_fraction <= 1:
         raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
     out_dir = Path(out_dir).resolve()
-    media_dir = out_dir / "media"
+    media_dir = Path(media_dir).resolve() if media_dir is not None else out_dir / "media"
     media_dir.mkdir(parents=True, exist_ok=True)
 
     meta_seed, clip_seeds = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(meta_seed)
     n = clips_per_class * len(CLASSES)
-    ids = _random_ids(n, rng)
+    ids = random_ids(n, rng)
     seeds = clip_seeds.spawn(n)
     n_test = round(clips_per_class * test_fraction)
     jobs = []
@@ -233,9 +251,7 @@ def make_toy_vggsound(out_dir: str | os.PathLike, clips_per_class: int = 40,
             clip = Clip(ids[i], float(rng.integers(0, 4)), label, "test" if is_test[k] else "train")
             jobs.append(_Job(clip, c, seeds[i]))
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(tqdm(pool.map(lambda job: _make_clip(job, media_dir), jobs), total=len(jobs),
-                  desc="toy vggsound", unit="clip"))
+    run_jobs(lambda job: _make_clip(job, media_dir), jobs, workers, "toy vggsound")
 
     classes = [{"label": label, "picture": picture, "sound": sound, "told_apart_by": modality}
                for label, picture, sound, modality in CLASSES]
@@ -244,3 +260,33 @@ def make_toy_vggsound(out_dir: str | os.PathLike, clips_per_class: int = 40,
     csv_path = out_dir / "vggsound.csv"
     write_vggsound(csv_path, sorted((job.clip for job in jobs), key=lambda c: c.id))
     return csv_path
+
+
+# format -> the generator's own options (besides out_dir, media_dir, seed and workers)
+GENERATOR_OPTIONS = {
+    "vggsound": ("clips_per_class", "test_fraction"),
+    "audioset": ("unbalanced", "balanced_per_class", "eval_per_class"),
+    "epic": ("train_participants", "unseen_participants", "videos_per_participant",
+             "segments_per_video"),
+}
+
+
+def make_toy(fmt: str, out_dir: str | os.PathLike, media_dir: str | os.PathLike | None = None,
+             seed: int = 0, workers: int = 2, **options) -> None:
+    """Run the toy generator of list format ``fmt`` (vggsound, audioset or epic); options
+    that belong to another generator are an error naming them."""
+    if fmt not in GENERATOR_OPTIONS:
+        raise ValueError(f"no toy generator for format {fmt!r}; expected one of "
+                         f"{', '.join(GENERATOR_OPTIONS)}")
+    foreign = sorted(set(options) - set(GENERATOR_OPTIONS[fmt]))
+    if foreign:
+        raise ValueError(f"option(s) {', '.join(foreign)} do not apply to the {fmt} toy "
+                         f"generator (its options: {', '.join(GENERATOR_OPTIONS[fmt])})")
+    if fmt == "vggsound":
+        make_toy_vggsound(out_dir, seed=seed, workers=workers, media_dir=media_dir, **options)
+    elif fmt == "audioset":
+        from avmae.data.toy_audioset import make_toy_audioset
+        make_toy_audioset(out_dir, seed=seed, workers=workers, media_dir=media_dir, **options)
+    else:
+        from avmae.data.toy_epic import make_toy_epic
+        make_toy_epic(out_dir, seed=seed, workers=workers, media_dir=media_dir, **options)

@@ -23,15 +23,83 @@ def dataset_config(name):
     return config["datasets"][name]
 
 
+def dataset_format(name):
+    """vggsound, audioset or epic (or clips): how the dataset's lists are written."""
+    return dataset_config(name).get("format", "vggsound")
+
+
 def is_toy(name):
     return dataset_config(name).get("toy") is not None
 
 
-def list_path(name):
-    """The dataset's URL list: generated for toy sets, from the config otherwise."""
+def toy_lists_dir(name):
+    return f"results/toy/{name}/lists"
+
+
+# The lists a toy generator writes (in toy_lists_dir), per format: (split, file name);
+# split None means the list carries its own (VGGSound). Same names as the official files.
+TOY_LISTS = {
+    "vggsound": [(None, "vggsound.csv")],
+    "audioset": [("train", "balanced_train_segments.csv"),
+                 ("train", "unbalanced_train_segments.csv"),
+                 ("test", "eval_segments.csv")],
+    "epic": [("train", "EPIC_100_train.csv"), ("test", "EPIC_100_validation.csv")],
+}
+TOY_CLASSES = {"audioset": "class_labels_indices.csv"}
+# what the labels of each list format are (avmae features --labels)
+LABEL_KINDS = {"vggsound": "single", "audioset": "multi", "epic": "verb_noun", "clips": "single"}
+
+
+def _local(entry):
+    """A list entry is a path, or {path, url} (the official source a fetch rule reads)."""
+    return entry["path"] if isinstance(entry, dict) else entry
+
+
+def list_files(name):
+    """The dataset's URL lists as (split or None, path): generated for toy sets (see
+    TOY_LISTS), from `list` or `lists` in the config otherwise."""
+    ds = dataset_config(name)
     if is_toy(name):
-        return f"results/toy/{name}/vggsound.csv"
-    return dataset_config(name)["list"]
+        fmt = dataset_format(name)
+        if fmt not in TOY_LISTS:
+            raise ValueError(f"datasets.{name}: no toy generator for format {fmt!r}")
+        return [(split, f"{toy_lists_dir(name)}/{file}") for split, file in TOY_LISTS[fmt]]
+    if "list" in ds:
+        return [(None, _local(ds["list"]))]
+    files = []
+    for split, entries in ds["lists"].items():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            files.append((split, _local(entry)))
+    return files
+
+
+def classes_file(name):
+    """AudioSet's class_labels_indices.csv of the dataset, or None."""
+    if is_toy(name):
+        file = TOY_CLASSES.get(dataset_format(name))
+        return f"{toy_lists_dir(name)}/{file}" if file else None
+    entry = dataset_config(name).get("classes")
+    return _local(entry) if entry is not None else None
+
+
+def classes_input(name):
+    """The input that provides classes_file (a toy set: its generated folder), or []."""
+    if classes_file(name) is None:
+        return []
+    return [toy_lists_dir(name)] if is_toy(name) else [classes_file(name)]
+
+
+def list_inputs(name):
+    """Input files of the rules that read the lists (a toy set: its generated folder)."""
+    if is_toy(name):
+        return [toy_lists_dir(name)]
+    files = [path for _, path in list_files(name)]
+    return files + ([classes_file(name)] if classes_file(name) else [])
+
+
+def label_kind(name):
+    """single (VGGSound), multi (AudioSet) or verb_noun (EPIC), unless `labels` says."""
+    return dataset_config(name).get("labels", LABEL_KINDS[dataset_format(name)])
 
 
 def url_template(name):

@@ -1,4 +1,4 @@
-# URL lists and download: toy generation (toy profile only), then the list is split into
+# URL lists and download: toy generation (toy profile only), then the lists are split into
 # shards (one download job each, a few hundred to a few thousand clips), and the shard
 # manifests are merged into the dataset's manifest and availability report.
 # Ids travel only inside list files, never through wildcards or the shell.
@@ -16,25 +16,25 @@ def shard_names(name):
     return [f"{i:05d}" for i in range(n_shards(name))]
 
 
-def list_args(name):
-    """--list arguments: the toy list, `list: PATH` or `lists: {split: PATH}`."""
-    if is_toy(name) or "list" in dataset_config(name):
-        return [list_path(name)]
-    return [f"{split}={path}" for split, path in dataset_config(name)["lists"].items()]
+def list_args(name, splits=None):
+    """--list arguments, [SPLIT=]PATH (see list_files); only `splits` when given."""
+    return [f"{split}={path}" if split else path for split, path in list_files(name)
+            if splits is None or split in splits]
 
 
-def list_inputs(name):
-    return [arg.partition("=")[2] or arg for arg in list_args(name)]
-
-
-def list_options(name):
-    ds = dataset_config(name)
-    opts = ["--format", ds.get("format", "vggsound")]
-    if "classes" in ds:
-        opts += ["--classes", ds["classes"]]
-    for arg in list_args(name):
+def list_options(name, splits=None):
+    opts = ["--format", dataset_format(name)]
+    if classes_file(name):
+        opts += ["--classes", classes_file(name)]
+    for arg in list_args(name, splits):
         opts += ["--list", arg]
     return shlex.join(opts)
+
+
+def toy_options(name):
+    """The dataset's `toy` settings as `avmae toy` options (--clips-per-class 40 ...)."""
+    toy = dataset_config(name)["toy"]
+    return shlex.join(str(o) for key in sorted(toy) for o in (f"--{key.replace('_', '-')}", toy[key]))
 
 
 def download_options(name):
@@ -43,25 +43,26 @@ def download_options(name):
     for key in PACING:
         if dl.get(key) is not None:
             opts += [f"--{key.replace('_', '-')}", dl[key]]
-    if is_toy(name):
+    if is_toy(name) or url_template(name).startswith("file:"):  # generated or local copies
         opts.append("--allow-file-urls")
     return shlex.join(str(o) for o in opts)
 
 
+# A toy set's generator is the one for its format: it writes the lists under their
+# official names into lists/ (see TOY_LISTS in common.smk) and the source videos into media/.
 rule toy_dataset:
     output:
-        list="results/toy/{dataset}/vggsound.csv",
+        lists=directory("results/toy/{dataset}/lists"),
         media=directory("results/toy/{dataset}/media"),
     params:
-        toy=lambda w: dataset_config(w.dataset)["toy"],
-        out="results/toy/{dataset}",
+        format=lambda w: dataset_format(w.dataset),
+        options=lambda w: toy_options(w.dataset),
     threads: config["threads"]["data"]
     log:
         "results/toy/{dataset}/log/toy.log",
     shell:
-        "avmae toy --out {params.out} --clips-per-class {params.toy[clips_per_class]}"
-        " --test-fraction {params.toy[test_fraction]} --seed {params.toy[seed]}"
-        " --workers {threads} > {log} 2>&1"
+        "avmae toy --format {params.format} --out {output.lists} --media {output.media}"
+        " {params.options} --workers {threads} > {log} 2>&1"
 
 
 rule split_list:
@@ -113,3 +114,21 @@ rule download:
     shell:
         "avmae merge-manifests {input} --dataset {wildcards.dataset} --out {output.manifest}"
         " --report {output.report} --ids {output.ids} > {log} 2>&1"
+
+
+# AS-500K: the class-capped subset of the training lists (AS-2M) that AudioSet finetuning
+# uses (balance.py has the recipe); only for datasets with an `as500k` entry.
+rule as500k:
+    input:
+        lambda w: list_inputs(w.dataset),
+    output:
+        list="results/data/{dataset}/as500k.csv",
+        stats="results/data/{dataset}/as500k_stats.json",
+    params:
+        lists=lambda w: list_options(w.dataset, splits=("train",)),
+        subset=lambda w: dataset_config(w.dataset)["as500k"],
+    log:
+        "results/data/{dataset}/log/as500k.log",
+    shell:
+        "avmae as500k {params.lists} --size {params.subset[size]} --seed {params.subset[seed]}"
+        " --out {output.list} --stats {output.stats} > {log} 2>&1"
