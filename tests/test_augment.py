@@ -119,6 +119,20 @@ def test_colour_augmentation():
     assert torch.equal(color_augment(video, Color(), rng(5)), color_augment(video, Color(), rng(5)))
 
 
+def test_hue_rotation_turns_colours_about_the_grey_axis():
+    from avmae.data.augment import hue_rotate
+    grey = torch.full((1, 3, 2, 2), 0.4)
+    assert torch.allclose(hue_rotate(grey, 0.3), grey, atol=1e-5)          # greys stay grey
+    x = torch.rand(2, 3, 4, 4) * 0.2 + 0.4                                   # in gamut after turning
+    assert torch.allclose(hue_rotate(hue_rotate(x, 0.15), -0.15), x, atol=1e-4)   # invertible
+    assert torch.allclose(hue_rotate(x, 1.0), x, atol=1e-4)                  # a full turn
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert torch.allclose((hue_rotate(x, 0.2) * luma).sum(1), (x * luma).sum(1), atol=1e-4)  # luma kept
+    red = torch.tensor([0.8, 0.2, 0.2]).view(1, 3, 1, 1)
+    turned = hue_rotate(red, 1 / 3).flatten()                                # a third of a turn: red -> green-ish
+    assert turned[1] > turned[0] and turned[1] > turned[2]
+
+
 # ------------------------------------------------------------------------- audio
 def _bands(mask: torch.Tensor) -> list[int]:
     """Lengths of the runs of True in a 1-D bool tensor."""
