@@ -41,7 +41,8 @@ def cmd_features(a):
     from avmae.data.features import extract
 
     extract(a.manifest, a.out, clip_seconds=a.clip_seconds, fps=a.fps, short_side=a.short_side,
-            sample_rate=a.sample_rate, n_mels=a.n_mels, workers=a.workers)
+            sample_rate=a.sample_rate, n_mels=a.n_mels, workers=a.workers,
+            labels=a.labels, class_list=a.classes)
 
 
 def cmd_pretrain(a):
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample-rate", type=int, default=16000)
     s.add_argument("--n-mels", type=int, default=128)
     s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--labels", choices=("single", "multi", "verb_noun"), default="single",
+                   help="label kind: single (VGGSound), multi (AudioSet), verb_noun (EPIC)")
+    s.add_argument("--classes", type=Path, help="AudioSet class_labels_indices.csv (class order)")
     s.set_defaults(func=cmd_features)
 
     for name, helptext, func in (("pretrain", "pretrain an AV-MAE on DeepSpeed", cmd_pretrain),

@@ -27,6 +27,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from avmae.data.labels import LabelSpace
+
 AUDIO_FPS = 100  # log-mel frames per second (10 ms hop)
 
 
@@ -51,10 +53,25 @@ class AVClipDataset(Dataset):
         if crop > self.meta["short_side"]:
             raise ValueError(f"crop {crop} exceeds the stored frame size {self.meta['short_side']}")
         self._audio = self._video = None  # opened lazily, once per DataLoader worker
+        # targets by label kind (avmae.data.labels): label | labels (multi-hot) | verb, noun
+        self.label_space = LabelSpace.from_meta(self.meta, str(self.dir / "meta.json"))
+        self.targets = self.label_space.targets(self.index, split_dir / "index.csv")
 
     @property
     def classes(self) -> list[str]:
+        """Class names of a single- or multi-label set (verb+noun sets: meta's verb_classes, noun_classes)."""
         return self.meta["classes"]
+
+    def target(self, clip: int) -> dict:
+        """The item's target(s): ``label`` int, ``labels`` float [C], or ``verb`` and ``noun`` ints."""
+        return {k: torch.from_numpy(v[clip].copy()) if v.ndim > 1 else int(v[clip])
+                for k, v in self.targets.items()}
+
+    def multi_hot(self) -> np.ndarray:
+        """[clips, classes] 0/1 targets of a multi-label split, in index order (for mAP)."""
+        if "labels" not in self.targets:
+            raise ValueError(f"{self.split_dir / 'index.csv'}: label kind {self.label_space.kind!r} is not multi-label")
+        return self.targets["labels"]
 
     def __len__(self) -> int:
         return len(self.index) * (1 if self.train else self.num_clips)
@@ -97,4 +114,4 @@ class AVClipDataset(Dataset):
         a0 = min(max(a0, 0), self.meta["audio_frames"] - self.audio_frames)
         audio = torch.from_numpy(audio_all[clip, a0:a0 + self.audio_frames].astype(np.float32))
         audio = ((audio - self.meta["audio_mean"]) / self.meta["audio_std"]).unsqueeze(0)
-        return {"audio": audio, "video": video, "label": int(self.index.label_index[clip]), "index": clip}
+        return {"audio": audio, "video": video, **self.target(clip), "index": clip}

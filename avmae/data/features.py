@@ -31,6 +31,7 @@ import torchaudio
 from tqdm import tqdm
 
 from avmae.data.ffmpeg import ffmpeg_exe
+from avmae.data.labels import LabelSpace, read_class_names
 from avmae.data.lists import SPLITS
 from avmae.io import atomic_path, write_json
 
@@ -179,7 +180,7 @@ def _read_manifest(manifest_path: Path) -> pd.DataFrame:
     return df
 
 
-def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, classes: list[str],
+def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, classes: LabelSpace,
                    workers: int) -> tuple[int, list[dict]]:
     """Write audio.npy, video.npy and index.csv of one split; return (count, skipped rows)."""
     split_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +212,7 @@ def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, classes: lis
 
     kept = rows.iloc[good]
     index = pd.DataFrame({"id": kept["id"], "label": kept["label"],
-                          "label_index": [classes.index(label) for label in kept["label"]],
+                          **classes.columns(kept["label"], source=f"manifest rows of {split_dir}"),
                           "split": kept["split"]})
     with atomic_path(split_dir / "index.csv") as tmp:
         index.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
@@ -248,20 +249,24 @@ def _mean_std(audio_path: Path) -> tuple[float, float]:
 
 def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
             clip_seconds: float = 10.0, fps: int = 25, short_side: int = 40,
-            sample_rate: int = 16000, n_mels: int = 128, workers: int = 2) -> dict:
+            sample_rate: int = 16000, n_mels: int = 128, workers: int = 2, labels: str = "single",
+            class_list: str | os.PathLike | None = None) -> dict:
     """Extract features of the manifest's ok clips into ``out_dir``; return meta.json's content.
 
     Writes ``{split}/audio.npy`` (float16 [N, clip_seconds*100, n_mels], raw log-mel),
     ``{split}/video.npy`` (uint8 [N, clip_seconds*fps, S, S, 3]), ``{split}/index.csv``
-    (id,label,label_index,split; one row per array row), ``skipped.csv`` (id,split,reason)
-    and, last, ``meta.json``. ``classes`` are the sorted labels of all manifest rows, so
-    ``label_index`` does not depend on which downloads failed. ``audio_mean`` and
-    ``audio_std`` are computed on the train split only (None when it is empty).
+    (id, label, the label columns, split; one row per array row), ``skipped.csv``
+    (id,split,reason) and, last, ``meta.json``. ``labels`` is the label kind (single,
+    multi, verb_noun) and ``class_list`` an AudioSet ``class_labels_indices.csv``; the
+    classes (:class:`avmae.data.labels.LabelSpace`: index columns and meta.json entries)
+    come from all manifest rows, so indices do not depend on which downloads failed.
+    ``audio_mean`` and ``audio_std`` are computed on the train split only (None when it is empty).
     """
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
     spec = Spec(clip_seconds, fps, short_side, sample_rate, n_mels)
     manifest = _read_manifest(manifest_path)
-    classes = sorted(set(manifest["label"]))
+    classes = LabelSpace.from_labels(labels, manifest["label"].set_axis(manifest.index + 2),
+                                     read_class_names(class_list), source=str(manifest_path))
     ok = manifest[manifest["status"] == "ok"]
 
     counts, skipped = {}, []
@@ -274,7 +279,7 @@ def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
     with atomic_path(out_dir / "skipped.csv") as tmp:
         pd.DataFrame(skipped, columns=["id", "split", "reason"]).to_csv(tmp, index=False)
     mean, std = _mean_std(out_dir / "train" / "audio.npy") if counts.get("train") else (None, None)
-    meta = {"classes": classes, **asdict(spec), "audio_frames": spec.audio_frames,
+    meta = {**classes.meta(), **asdict(spec), "audio_frames": spec.audio_frames,
             "video_frames": spec.video_frames, "counts": counts,
             "audio_mean": mean, "audio_std": std}
     write_json(out_dir / "meta.json", meta)
