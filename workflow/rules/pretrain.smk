@@ -13,8 +13,18 @@ rule pretrain:
         features=lambda w: f"results/features/{run_of(w).dataset}",
         out="results/pretrain/{run}",
     threads: config["threads"]["train"]
+    # DeepSpeed processes of one data-parallel group (SLURM tasks), the nodes they spread
+    # over, and the job's GPUs. One process runs as is; more run as one srun step
+    # (avmae.train.launch), which workflow/profiles/slurm sets up. Resources do not
+    # change results (the global batch is fixed), so they never trigger a rerun.
+    resources:
+        tasks=1,
+        nodes=1,
+        gpu=0,
     log:
         "results/pretrain/{run}/log/pretrain.log",
     shell:
-        "avmae pretrain --features {params.features} --settings {params.settings:q}"
+        "python -m avmae.train.launch --tasks {resources.tasks} --nodes {resources.nodes}"
+        " --gpus {resources.gpu} --cpus-per-task {threads} --"
+        " avmae pretrain --features {params.features} --settings {params.settings:q}"
         " --out {params.out} --threads {threads} > {log} 2>&1"
