@@ -7,8 +7,26 @@ import pandas as pd
 import pytest
 
 
-def write_features(root, n_train=16, n_test=6, classes=4, seed=0):
-    """Random features whose first mel bins carry the class, so a classifier can learn them."""
+LABEL_META = {
+    "single": lambda names: {"label_kind": "single", "classes": names},
+    "multi": lambda names: {"label_kind": "multi", "classes": names},
+    "verb_noun": lambda names: {"label_kind": "verb_noun", "verb_classes": [0, 1],
+                                "noun_classes": list(range(len(names)))},
+}
+
+
+def label_columns(kind, labels, classes):
+    """index.csv label columns (avmae.data.labels): class c, plus c + 1 (multi), or verb c % 2, noun c."""
+    if kind == "multi":
+        return {"label_indices": [f"{c};{(c + 1) % classes}" for c in labels]}
+    if kind == "verb_noun":
+        return {"verb_class": labels % 2, "noun_class": labels}
+    return {"label_index": labels}
+
+
+def write_features(root, n_train=16, n_test=6, classes=4, seed=0, kind="single"):
+    """Random features whose first mel bins carry the class, so a classifier can learn them;
+    ``kind``: the label kind (single, multi or verb_noun) of the index and meta.json."""
     rng = np.random.default_rng(seed)
     names = [f"class {i}" for i in range(classes)]
     for split, n in (("train", n_train), ("test", n_test)):
@@ -21,8 +39,8 @@ def write_features(root, n_train=16, n_test=6, classes=4, seed=0):
         np.save(d / "audio.npy", audio)
         np.save(d / "video.npy", video)
         pd.DataFrame({"id": [f"{split}{i:03d}" for i in range(n)], "label": [names[c] for c in labels],
-                      "label_index": labels, "split": split}).to_csv(d / "index.csv", index=False)
-    meta = {"classes": names, "audio_frames": 300, "video_frames": 75, "fps": 25, "short_side": 20,
+                      **label_columns(kind, labels, classes), "split": split}).to_csv(d / "index.csv", index=False)
+    meta = {**LABEL_META[kind](names), "audio_frames": 300, "video_frames": 75, "fps": 25, "short_side": 20,
             "n_mels": 128, "sample_rate": 16000, "clip_seconds": 3.0, "audio_mean": 0.0, "audio_std": 1.0,
             "counts": {"train": n_train, "test": n_test}}
     (root / "meta.json").write_text(json.dumps(meta))

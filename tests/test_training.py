@@ -1,12 +1,13 @@
 """DeepSpeed engine set-up, a loss that goes down, and the pretrain -> finetune runs."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY_MODEL, stage
+from conftest import TINY_MODEL, stage, write_features
 
 from avmae.models.avmae import AVMAE, ModelConfig
 from avmae.train import engine as eng
@@ -93,6 +94,17 @@ def test_pretrain_then_finetune(features_dir, tiny_settings, tmp_path):
         assert saved == pytest.approx(metrics)
         assert saved["test_clips"] == 6 and 0.0 <= saved["top1"] <= 100.0
         assert saved["eval_clips"] == 2
+
+
+@pytest.mark.parametrize("kind,metrics", [("multi", {"mAP"}), ("verb_noun", {"verb_top1", "noun_top1", "action_top1"})])
+def test_finetune_heads_and_metrics_follow_the_label_kind(tiny_settings, tmp_path, kind, metrics):
+    features = write_features(tmp_path / "features", kind=kind)
+    pretrain.run(tiny_settings, features, tmp_path / "pre")
+    s = {**tiny_settings, "finetune": {**tiny_settings["finetune"], "augment": {"mixup_alpha": 0.5}}}
+    result = finetune.run(s, features, tmp_path / "pre" / "model.pt", "av", tmp_path / "ft")
+    assert metrics <= set(result) and "top1" not in result
+    assert all(0.0 <= result[m] <= 100.0 for m in metrics)
+    assert all(math.isfinite(x) for x in result["loss_curve"])
 
 
 def finetune_batch(b=4):

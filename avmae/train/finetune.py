@@ -9,7 +9,6 @@ kind, read from the features' ``meta.json``.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from avmae.data.augment import Augment, mixup
 from avmae.data.dataset import AVClipDataset
+from avmae.data.labels import LabelSpace
 from avmae.io import write_json, write_run_config
 from avmae.models.avmae import ModelConfig
 from avmae.models.mbt import MBT, init_mbt_from_avmae
@@ -36,21 +36,13 @@ def dataset(features_dir, split: str, stage: dict, train: bool, seed: int) -> AV
                          inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed)
 
 
-def head_of(meta: dict) -> tuple[str, int | tuple[int, int]]:
-    """(head kind, class count(s)) of a features directory's ``meta.json``."""
-    kind = meta.get("label_kind", "single")
-    if kind == "verb_noun":
-        return kind, (len(meta["verb_classes"]), len(meta["noun_classes"]))
-    return kind, len(meta["classes"])
-
-
-def build_model(settings: dict, meta: dict, modality: str) -> MBT:
-    """The finetuning model for ``modality`` with the stage's MBT, head and stochastic depth."""
+def build_model(settings: dict, labels: LabelSpace, modality: str) -> MBT:
+    """The finetuning model for ``modality`` with the stage's MBT, stochastic depth, and the
+    head of the dataset's label kind."""
     stage = settings["finetune"]
-    kind, classes = head_of(meta)
-    return MBT(ModelConfig.from_dict(settings["model"]), classes, MODALITY_SETS[modality],
+    return MBT(ModelConfig.from_dict(settings["model"]), labels.num_classes, MODALITY_SETS[modality],
                fusion_layer=stage["mbt"]["fusion_layer"], bottlenecks=stage["mbt"]["bottlenecks"],
-               drop_path=stage["drop_path"], head=kind)
+               drop_path=stage["drop_path"], head=labels.kind)
 
 
 def targets(batch: dict, kind: str):
@@ -97,14 +89,13 @@ def make_loss(model: MBT, engine, stage: dict, seed: int, epoch_of):
 
 def scores(model: MBT, logits: np.ndarray, data: AVClipDataset) -> dict:
     """The paper's metrics of per-clip ``logits`` against the test clips' labels."""
-    kind, index = model.head_spec.kind, data.index
+    kind, t = model.head_spec.kind, data.targets
     if kind == "single":
-        return {"top1": top1(logits, index.label_index.to_numpy())}
+        return {"top1": top1(logits, t["label"])}
     if kind == "multi":
-        return {"mAP": mean_average_precision(logits, data.multi_hot())}
+        return {"mAP": mean_average_precision(logits, t["labels"])}
     verb, noun = model.head_spec.split(torch.from_numpy(logits))
-    return verb_noun_action(verb.numpy(), noun.numpy(), index.verb_class.to_numpy(),
-                            index.noun_class.to_numpy())
+    return verb_noun_action(verb.numpy(), noun.numpy(), t["verb"], t["noun"])
 
 
 def evaluate(model: MBT, data: AVClipDataset, stage: dict, device, dtype) -> dict:
@@ -127,7 +118,7 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
     test_set = dataset(features_dir, "test", stage, train=False, seed=settings["seed"])
     steps = steps_per_epoch(len(train_set), stage, world, features_dir)
 
-    model = build_model(settings, json.loads((Path(features_dir) / "meta.json").read_text()), modality)
+    model = build_model(settings, train_set.label_space, modality)
     state = torch.load(pretrained, map_location="cpu", weights_only=True)
     init_mbt_from_avmae(model, state, ModelConfig.from_dict(settings["model"]))
     engine, ds_config = eng.initialize(model, stage, steps * stage["epochs"], world, stage["layer_decay"])
