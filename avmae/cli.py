@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from avmae.data.commands import add_commands
+from avmae.report.commands import add_commands as add_report_commands
 
 
 def _settings(text: str) -> dict:
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--availability", required=True, type=Path, help="download availability.json")
     s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table1")
     s.set_defaults(func=cmd_table1)
+
+    # table (every paper table), two-maes, figure-*
+    add_report_commands(sub)
     return p
 
 

@@ -1,59 +1,177 @@
 """Paper tables: our numbers (read from the runs' metrics.json) beside the paper's.
 
-Each table is written as CSV and Markdown; "paper" columns are quoted from the
-paper, "ours" columns come from runs of this workflow, "diff" is ours - paper.
+One path serves every table: a spec (``avmae.report.specs``) lists the rows, and for
+each cell the ``metrics.json`` and key of our number and the paper's number.
+:func:`build_table` reads them into a frame with, per column, ``ours``, ``paper`` and
+``diff`` (ours - paper); rows the paper quotes from other works carry paper values
+only. :func:`write_table` writes it as CSV, Markdown and LaTeX (booktabs), with a
+footnote on the clips used (features ``meta.json`` counts and the download
+availability report) and the paper's setting.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from avmae.io import write_text
 from avmae.report.paper_numbers import TABLE1
+from avmae.report.specs import DECODERS, ENCODERS, METRIC_NAMES, MODALITIES, finetune_metrics
 
-ENCODERS = {"early": "Early fusion", "separate": "Separate", "shared": "Shared", "mid": "Mid-fusion"}
-DECODERS = {"early": "Early", "separate": "Separate", "shared": "Shared"}
-MODALITIES = (("audio", "Audio-only"), ("video", "Video-only"), ("av", "Audiovisual"))
+PARTS = ("ours", "paper", "diff")
+
+
+def _read_json(path: str | Path, what: str) -> dict:
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read {what} ({e})") from e
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: {what} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def read_metric(path: str | Path, key: str) -> float:
-    path = Path(path)
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read metrics ({e})") from e
+    """``key`` of a metrics.json; a missing file, bad JSON or missing key names the file."""
+    metrics = _read_json(path, "metrics")
     if key not in metrics:
         raise KeyError(f"{path}: metrics have no {key!r} (keys: {sorted(metrics)})")
-    return float(metrics[key])
+    try:
+        value = float(metrics[key])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: metric {key!r} is not a number: {metrics[key]!r}") from e
+    if not math.isfinite(value):
+        raise ValueError(f"{path}: metric {key!r} is {value}")
+    return value
 
 
-def table1(rows: list[tuple[str, str]], metrics: dict[tuple[str, str, str], str | Path],
-           clips: dict[str, int], availability: str = "") -> pd.DataFrame:
-    """Rows in the paper's order; ``metrics`` maps (encoder, decoder, modality) to a metrics.json."""
+def dataset_sources(spec: dict) -> list[tuple[str, dict, str]]:
+    """(dataset, clip counts, availability footnote) of each dataset the table uses."""
+    out = []
+    for ds, files in spec["datasets"].items():
+        meta = _read_json(files["meta"], "features meta")
+        availability = _read_json(files["availability"], "availability report")
+        if "footnote" not in availability:
+            raise KeyError(f"{files['availability']}: availability report has no 'footnote'")
+        out.append((ds, meta.get("counts", {}), availability["footnote"]))
+    return out
+
+
+def footnote(spec: dict, sources: list[tuple[str, dict, str]]) -> str:
+    keys = sorted({c["key"] for row in spec["rows"] for c in row["cells"].values() if "key" in c})
+    clips = "; ".join(f"{ds} {counts.get('train', 0)} train / {counts.get('test', 0)} test"
+                      for ds, counts, _ in sources)
+    lines = [f"Ours: {', '.join(METRIC_NAMES.get(k, k) for k in keys)}, on the clips that survived download "
+             f"and feature extraction ({clips}).",
+             *(f"{avail}." for _, _, avail in sources if avail), *spec.get("notes", [])]
+    return " ".join(lines)
+
+
+def build_table(spec: dict, sources: list[tuple[str, dict, str]] | None = None) -> pd.DataFrame:
+    """The table of ``spec``; ``sources`` defaults to reading the spec's datasets' files."""
+    d = spec.get("decimals", 1)
+    quoted = any(row.get("quoted") for row in spec["rows"])
     records = []
-    for enc, dec in rows:
-        rec = {"Encoder": ENCODERS[enc], "Decoder": DECODERS[dec]}
-        paper = TABLE1.get((enc, dec))
-        for i, (mod, label) in enumerate(MODALITIES):
-            ours = read_metric(metrics[(enc, dec, mod)], "top1")
-            rec[f"{label} (ours)"] = round(ours, 1)
-            rec[f"{label} (paper)"] = paper[i] if paper else None
-            rec[f"{label} (diff)"] = round(ours - paper[i], 1) if paper else None
+    for row in spec["rows"]:
+        rec = {c: row["labels"].get(c, "") for c in spec["label_columns"]}
+        if quoted:
+            rec["Source"] = "paper (quoted)" if row.get("quoted") else "ours"
+        for col in spec["columns"]:
+            cell = row["cells"].get(col, {})
+            ours = read_metric(cell["metrics"], cell["key"]) if "metrics" in cell else None
+            paper = cell.get("paper")
+            rec[f"{col} (ours)"] = None if ours is None else round(ours, d)
+            rec[f"{col} (paper)"] = paper
+            rec[f"{col} (diff)"] = None if ours is None or paper is None else round(ours - paper, d)
         records.append(rec)
     df = pd.DataFrame.from_records(records)
-    df.attrs["footnote"] = (f"Ours: top-1 %, on the {clips.get('train', 0)} train / {clips.get('test', 0)} "
-                            "test clips that survived download and feature extraction. "
-                            f"{availability + '. ' if availability else ''}"
-                            "Paper: ViT-B, 400 epochs of pretraining on VGGSound.")
+    df.attrs["title"] = spec["title"]
+    df.attrs["label_columns"] = list(spec["label_columns"]) + (["Source"] if quoted else [])
+    df.attrs["columns"] = list(spec["columns"])
+    df.attrs["footnote"] = footnote(spec, dataset_sources(spec) if sources is None else sources)
     return df
 
 
-def write_table(df: pd.DataFrame, out_prefix: str | Path, title: str) -> None:
-    """Write ``{out_prefix}.csv`` and ``{out_prefix}.md``."""
+# ----------------------------------------------------------------------------- output
+def _fmt(value, decimals: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "--"
+    if isinstance(value, float):
+        return f"{value:.{decimals}f}"
+    return str(value)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def to_latex(df: pd.DataFrame, decimals: int = 1) -> str:
+    """A booktabs table: label columns, then per paper column a group of ours / paper / diff."""
+    labels, columns = df.attrs["label_columns"], df.attrs["columns"]
+    n = len(labels) + len(PARTS) * len(columns)
+    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(df.attrs['title'])}}}",
+             r"\begin{tabular}{" + "l" * len(labels) + "r" * (n - len(labels)) + "}", r"\toprule"]
+    head = [""] * len(labels) + [f"\\multicolumn{{{len(PARTS)}}}{{c}}{{{latex_escape(c)}}}" for c in columns]
+    lines.append(" & ".join(head) + r" \\")
+    rules = [f"\\cmidrule(lr){{{len(labels) + 1 + i * len(PARTS)}-{len(labels) + (i + 1) * len(PARTS)}}}"
+             for i in range(len(columns))]
+    lines.append(" ".join(rules))
+    lines.append(" & ".join([latex_escape(c) for c in labels] + list(PARTS) * len(columns)) + r" \\")
+    lines.append(r"\midrule")
+    for _, row in df.iterrows():
+        cells = [latex_escape(row[c]) for c in labels]
+        cells += [_fmt(row[f"{c} ({p})"], decimals) for c in columns for p in PARTS]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}",
+              f"\\par\\smallskip{{\\footnotesize {latex_escape(df.attrs.get('footnote', ''))}}}",
+              r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def write_table(df: pd.DataFrame, out_prefix: str | Path, title: str | None = None, decimals: int = 1) -> None:
+    """Write ``{out_prefix}.csv``, ``.md`` and ``.tex`` (booktabs)."""
     out_prefix = Path(out_prefix)
+    title = title or df.attrs.get("title", out_prefix.name)
+    df.attrs.setdefault("title", title)
     write_text(out_prefix.with_suffix(".csv"), df.to_csv(index=False))
-    md = f"# {title}\n\n{df.to_markdown(index=False)}\n\n{df.attrs.get('footnote', '')}\n"
-    write_text(out_prefix.with_suffix(".md"), md)
+    table = df.to_markdown(index=False, missingval="--", floatfmt=f".{decimals}f")
+    write_text(out_prefix.with_suffix(".md"), f"# {title}\n\n{table}\n\n{df.attrs.get('footnote', '')}\n")
+    if "label_columns" in df.attrs:
+        write_text(out_prefix.with_suffix(".tex"), to_latex(df, decimals))
+
+
+def write_spec_table(spec: dict, out_prefix: str | Path) -> pd.DataFrame:
+    """Build the table of ``spec`` from its files and write it (``avmae table``)."""
+    df = build_table(spec)
+    write_table(df, out_prefix, spec["title"], spec.get("decimals", 1))
+    return df
+
+
+# ----------------------------------------------------------------------------- Table 1
+def table1(rows: list[tuple[str, str]], metrics: dict[tuple[str, str, str], str | Path],
+           clips: dict[str, int], availability: str = "") -> pd.DataFrame:
+    """Table 1 through :func:`build_table`; ``metrics`` maps (encoder, decoder, modality) to a
+    metrics.json, ``clips`` are the features' counts, ``availability`` the footnote line."""
+    spec_rows = []
+    for enc, dec in rows:
+        paper = TABLE1.get((enc, dec))
+        spec_rows.append({"labels": {"Encoder": ENCODERS[enc], "Decoder": DECODERS[dec]}, "quoted": False,
+                          "cells": {label: {"metrics": str(metrics[(enc, dec, mod)]), "key": "top1",
+                                            "paper": paper[i] if paper else None}
+                                    for i, (mod, label) in enumerate(MODALITIES)}})
+    spec = {"name": "table1", "title": "Table 1: pretraining architectures (encoder x decoder)",
+            "label_columns": ["Encoder", "Decoder"], "columns": [m[1] for m in MODALITIES],
+            "rows": spec_rows, "notes": ["Paper: ViT-B, 400 epochs of pretraining on VGGSound."], "datasets": {}}
+    return build_table(spec, [("vggsound", clips, availability)])
+
+
+__all__ = ["build_table", "finetune_metrics", "read_metric", "table1", "to_latex", "write_spec_table",
+           "write_table"]

@@ -1,0 +1,105 @@
+"""Command line of the report stage: tables, the Sec. 4.2 baseline checkpoint, figures.
+
+:func:`add_commands` adds them to the ``avmae`` CLI (``avmae table --help``). The
+workflow resolves every table and figure from the config into JSON arguments
+(``avmae.report.specs``), so each command reads only the files it is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _json(text: str, option: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{option} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"{option} must be a JSON object")
+    return value
+
+
+def cmd_table(a) -> None:
+    from avmae.report.tables import write_spec_table
+
+    spec = _json(a.spec, "--spec")
+    try:
+        df = write_spec_table(spec, a.out)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"avmae table {spec.get('name', '')}: {e}") from None
+    print(df.to_string(index=False))
+
+
+def cmd_two_maes(a) -> None:
+    from avmae.report.baselines import merge_unimodal_maes
+
+    try:
+        merge_unimodal_maes(a.audio, a.video, a.out, _json(a.settings, "--settings"))
+    except ValueError as e:
+        raise SystemExit(f"avmae two-maes: {e}") from None
+
+
+def cmd_figure_reconstruction(a) -> None:
+    from avmae.report.figures import load_model, reconstruction_figure, test_batch
+
+    settings = _json(a.settings, "--settings")
+    model = load_model(settings, a.model)
+    batch = test_batch(a.features, settings["pretrain"], a.clips, settings.get("seed", 0))
+    seeds = [a.seed * 1000 + i for i in range(batch["audio"].shape[0])]
+    reconstruction_figure(model, batch, seeds, a.out, a.title)
+
+
+def cmd_figure_curves(a) -> None:
+    from avmae.report.figures import loss_curves_figure
+
+    groups = _json(a.curves, "--curves")
+    try:
+        loss_curves_figure(groups, a.out, a.title)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"avmae figure-curves: {e}") from None
+
+
+def cmd_figure_epochs(a) -> None:
+    from avmae.report.figures import epochs_figure
+
+    epochs_figure(a.table, a.out, a.epoch_scale)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("table", help="write one paper table (ours beside the paper's): CSV, Markdown, LaTeX")
+    s.add_argument("--spec", required=True, help="JSON table spec (avmae.report.specs.table_spec)")
+    s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table2")
+    s.set_defaults(func=cmd_table)
+
+    s = sub.add_parser("two-maes", help="Sec. 4.2 baseline: an AudioMAE's and a VideoMAE's encoders in one "
+                                        "checkpoint, to initialise MBT")
+    s.add_argument("--audio", required=True, type=Path, help="model.pt of the audio-only MAE (separate encoder)")
+    s.add_argument("--video", required=True, type=Path, help="model.pt of the video-only MAE (separate encoder)")
+    s.add_argument("--out", required=True, type=Path, help="model.pt to write")
+    s.add_argument("--settings", default="{}", help="JSON recorded in config.yaml beside it")
+    s.set_defaults(func=cmd_two_maes)
+
+    s = sub.add_parser("figure-reconstruction", help="masked input / reconstruction / original of test clips")
+    s.add_argument("--model", required=True, type=Path, help="model.pt from pretraining")
+    s.add_argument("--settings", required=True, help="JSON pretraining settings of the run (seed, model, pretrain)")
+    s.add_argument("--features", required=True, type=Path, help="feature folder (its test clips are shown)")
+    s.add_argument("--clips", type=int, default=2)
+    s.add_argument("--seed", type=int, default=0, help="mask seeds: seed * 1000 + clip")
+    s.add_argument("--title", default="")
+    s.add_argument("--out", required=True, type=Path, help="output prefix (.png and .pdf)")
+    s.set_defaults(func=cmd_figure_reconstruction)
+
+    s = sub.add_parser("figure-curves", help="training loss curves from metrics.json files")
+    s.add_argument("--curves", required=True, help='JSON {panel: {line label: metrics.json}}')
+    s.add_argument("--title", default="")
+    s.add_argument("--out", required=True, type=Path, help="output prefix (.png and .pdf)")
+    s.set_defaults(func=cmd_figure_curves)
+
+    s = sub.add_parser("figure-epochs", help="Table 5 as accuracy against pretraining epochs")
+    s.add_argument("--table", required=True, type=Path, help="results/tables/table5.csv")
+    s.add_argument("--epoch-scale", type=float, default=1.0, help="tables.epoch_scale (for the axis label)")
+    s.add_argument("--out", required=True, type=Path, help="output prefix (.png and .pdf)")
+    s.set_defaults(func=cmd_figure_epochs)
