@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import average_precision_score
 
 from avmae.data import toy_audioset as tas
 from avmae.data import toy_epic as tep
@@ -141,7 +142,11 @@ def test_audioset_design_is_multi_label_long_tailed_and_split_across_modalities(
     clicking = sum("/m/0toy05" in j.clip.labels for j in square)
     assert 0 < clicking < len(square)
     best = design["best_eval_map"]
-    assert best["audiovisual"] == 1.0 and 0.5 < best["audio"] < 0.8 and 0.5 < best["video"] < 0.8
+    assert best["audiovisual"] == 1.0 and 0.5 < best["audio"] < 0.95 and 0.5 < best["video"] < 0.95
+    # the oracle ranks the classes its modality cannot see by what it can: still a ceiling
+    scores = tas.oracle_scores([j.elements for j in jobs["eval"]], "video")
+    whistling = tas.multi_hot([j.elements for j in jobs["eval"]])[:, 0]
+    assert average_precision_score(whistling, scores[:, 0]) < 0.8
 
 
 def test_as500k_recipe_balances_the_toy_as2m():
@@ -232,10 +237,13 @@ def test_epic_design_verbs_and_nouns_split_across_modalities():
     assert Counter(n["told_apart_by"] for n in design["nouns"]) == {"video": 2, "audio": 2}
     best = design["best_validation_top1"]
     assert best["audiovisual"] == {"verb_top1": 1.0, "noun_top1": 1.0, "action_top1": 1.0}
-    for modality in ("audio", "video"):
-        assert 0.6 < best[modality]["verb_top1"] < 0.9 and 0.6 < best[modality]["noun_top1"] < 0.9
-        assert best[modality]["action_top1"] < 0.7
+    for modality in ("audio", "video"):  # oracles on 24 segments: about 75 %, 75 %, 56 %
+        verb, noun, action = (best[modality][k] for k in ("verb_top1", "noun_top1", "action_top1"))
+        assert 0.55 < verb < 0.95 and 0.55 < noun < 0.95 and action <= min(verb, noun) and action < 0.8
     segments = [s for v in videos for s in v.segments]
+    uniform = tep.oracle_accuracy(segments, "video")  # 120 segments, closer to the design
+    assert uniform["verb_top1"] == pytest.approx(0.75, abs=0.1)
+    assert uniform["action_top1"] == pytest.approx(0.5625, abs=0.12)
     assert set(Counter(s.verb for s in segments)) == set(range(4))
     assert [k["seen_in_train"] for k in design["kitchens"]] == [True] * 4 + [False] * 2
 

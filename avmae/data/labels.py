@@ -43,9 +43,7 @@ import pandas as pd
 
 from avmae.data.lists import LABEL_SEP
 
-LABEL_KINDS = ("single", "multi", "verb_noun")
-# the label kind of each list format (avmae features --labels; the workflow passes it)
-FORMAT_LABELS = {"vggsound": "single", "audioset": "multi", "epic": "verb_noun", "clips": "single"}
+LABEL_KINDS = ("single", "multi", "verb_noun")  # the workflow picks one per list format (common.smk)
 VERB_NOUN = re.compile(r"verb:(\d+);noun:(\d+)")
 
 

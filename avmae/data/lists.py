@@ -12,6 +12,10 @@ All three map to one record, :class:`Clip` (id, start, end, label(s), split, sou
   narrated action with ``HH:MM:SS.ff`` start/stop timestamps and verb/noun classes. The
   clip id is ``narration_id``; the video to fetch (``source``) is ``video_id``.
 
+Writers produce each official format too (the toy generators use them):
+:func:`write_vggsound`, :func:`write_audioset` + :func:`write_audioset_classes`,
+:func:`write_epic` (with :func:`format_timestamp`).
+
 A multi-label clip keeps its labels joined by ``;`` in ``label`` (no VGGSound class name,
 AudioSet id or EPIC class contains one); :attr:`Clip.labels` splits them. All malformed rows
 of a file are reported together in one :class:`ListFormatError`; every other row is read.

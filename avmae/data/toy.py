@@ -1,4 +1,10 @@
-"""A synthetic VGGSound-like dataset of real H.264 + AAC mp4 files.
+"""Synthetic datasets of real H.264 + AAC mp4 files, with lists in the official formats.
+
+:func:`make_toy` runs the generator of a list format: VGGSound (here), AudioSet
+(:mod:`avmae.data.toy_audioset`: multi-label, long-tailed) or EPIC-KITCHENS-100
+(:mod:`avmae.data.toy_epic`: verb + noun segments, unseen kitchens). All three split the
+signal across modalities the same way and share this module's pictures, sounds and
+encoder (:func:`write_mp4`). The VGGSound-like set:
 
 Eight classes split the signal across modalities:
 

@@ -29,10 +29,10 @@ drawer    3      hollow panel                900 Hz knocks                 audio
 ========  =====  ==========================  ============================  =============
 
 So video alone tells take from put and plate from cup, audio alone wash from cut and door
-from drawer, and an action (verb *and* noun) often needs both: ideal top-1 is 75 % verb,
-75 % noun and 56 % action for either modality, 100 % for both (``classes.json`` has the
-exact figures for the generated validation list). Verbs and nouns are drawn uniformly and
-independently per segment.
+from drawer, and an action (verb *and* noun) often needs both. Verbs and nouns are drawn
+uniformly and independently per segment, so a perfect one-modality model reaches about
+75 % verb, 75 % noun and 56 % action top-1, and audiovisual 100 % (``classes.json`` has
+the oracle figures for the generated validation list, :func:`oracle_accuracy`).
 
 Domain shift (EPIC's "unseen kitchens"): train kitchens have warm wood-grain walls, quiet
 rooms and brighter light; validation holds one new video of a train participant (a seen
@@ -47,6 +47,7 @@ stores fixed 10 s clips and skips clips shorter than half of that).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,19 +240,27 @@ def annotation_rows(video: Video) -> list[dict]:
     return rows
 
 
-def ideal_accuracy(segments: list[Segment], modality: str) -> dict[str, float]:
-    """Expected top-1 of a detector that perceives one modality perfectly and guesses
-    uniformly among the verbs (nouns) that look or sound alike."""
+def oracle_accuracy(segments: list[Segment], modality: str) -> dict[str, float]:
+    """Top-1 of an oracle that perceives one modality (audio, video or audiovisual) perfectly
+    and answers, for segments that look (or sound) the same, their most common verb, noun
+    or (verb, noun) pair in ``segments`` -- the best any model of that modality can do there."""
     def verb_key(v):
         return {"video": VERBS[v][2], "audio": VERBS[v][3], "audiovisual": VERBS[v][2:]}[modality]
 
     def noun_key(n):
         return {"video": NOUNS[n][2], "audio": NOUNS[n][3], "audiovisual": NOUNS[n][2:]}[modality]
 
-    verb = [1 / sum(verb_key(v) == verb_key(s.verb) for v in range(len(VERBS))) for s in segments]
-    noun = [1 / sum(noun_key(n) == noun_key(s.noun) for n in range(len(NOUNS))) for s in segments]
-    return {"verb_top1": float(np.mean(verb)), "noun_top1": float(np.mean(noun)),
-            "action_top1": float(np.mean(np.multiply(verb, noun)))}
+    def best(keys, answers) -> float:
+        groups: dict = {}
+        for key, answer in zip(keys, answers):
+            groups.setdefault(key, Counter())[answer] += 1
+        return sum(c.most_common(1)[0][1] for c in groups.values()) / max(len(answers), 1)
+
+    verb_keys = [verb_key(s.verb) for s in segments]
+    noun_keys = [noun_key(s.noun) for s in segments]
+    return {"verb_top1": best(verb_keys, [s.verb for s in segments]),
+            "noun_top1": best(noun_keys, [s.noun for s in segments]),
+            "action_top1": best(list(zip(verb_keys, noun_keys)), [(s.verb, s.noun) for s in segments])}
 
 
 def plan_epic(train_participants: int = 4, unseen_participants: int = 2, videos_per_participant: int = 3,
@@ -334,6 +343,6 @@ def design(kitchens: list[Kitchen], videos: list[Video]) -> dict:
                                 "seconds": v.seconds, "segments": len(v.segments)} for v in videos},
         "segments": {split: sum(len(v.segments) for v in videos if v.split == split)
                      for split in LIST_FILES},
-        "best_validation_top1": {m: ideal_accuracy(validation, m)
+        "best_validation_top1": {m: oracle_accuracy(validation, m)
                                  for m in ("audio", "video", "audiovisual")},
     }
