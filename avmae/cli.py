@@ -43,6 +43,7 @@ def cmd_features(a):
 
     extract(a.manifest, a.out, clip_seconds=a.clip_seconds, fps=a.fps, short_side=a.short_side,
             sample_rate=a.sample_rate, n_mels=a.n_mels, workers=a.workers,
+            video_format=a.video_format, jpeg_quality=a.jpeg_quality,
             labels=a.labels, class_list=a.classes)
 
 
@@ -93,8 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--media", type=Path, help="folder for the videos (default: OUT/media)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=2)
-    s.set_defaults(func=cmd_toy)
-
     g = s.add_argument_group("vggsound (defaults 40, 0.25)")
     g.add_argument("--clips-per-class", type=int)
     g.add_argument("--test-fraction", type=float)
@@ -107,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--unseen-participants", type=int, help="new kitchens, in validation only")
     g.add_argument("--videos-per-participant", type=int, help="train videos per train kitchen")
     g.add_argument("--segments-per-video", type=int, help="action segments per video")
+    s.set_defaults(func=cmd_toy)
+
     # download, split-list, merge-manifests, as500k
     add_commands(sub)
 
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample-rate", type=int, default=16000)
     s.add_argument("--n-mels", type=int, default=128)
     s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--video-format", choices=["jpeg", "array"], default="jpeg",
+                   help="jpeg: frame shards (default); array: uint8 video.npy")
+    s.add_argument("--jpeg-quality", type=int, default=3, help="ffmpeg mjpeg -q:v, 2 (best) .. 31")
     s.add_argument("--labels", choices=("single", "multi", "verb_noun"), default="single",
                    help="label kind: single (VGGSound), multi (AudioSet), verb_noun (EPIC)")
     s.add_argument("--classes", type=Path, help="AudioSet class_labels_indices.csv (class order)")

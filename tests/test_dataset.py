@@ -1,10 +1,42 @@
-"""Windows, crops and audio/video alignment of the training dataset."""
+"""Windows, crops, augmentations, JPEG shards, workers and ranks of the training dataset."""
+
+import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
+from torchvision.io import encode_jpeg
+from torchvision.transforms.v2 import functional as TF
 
+from avmae.data.augment import Augment, Color, SpecAugment, train_box
 from avmae.data.dataset import AVClipDataset
+from avmae.train.loop import EpochSampler
+
+FINETUNE = Augment(scale_jitter=(0.9, 1.33), color=Color(),
+                   spec_augment=SpecAugment(freq_masks=1, freq_width=48, time_masks=4, time_width=16))
+
+
+def as_jpeg(array_dir, out_dir, wide: int = 0, quality: int = 100):
+    """The same features in the JPEG-shard layout (frames widened by ``wide`` px per side)."""
+    shutil.copytree(array_dir, out_dir)
+    meta = json.loads((out_dir / "meta.json").read_text())
+    meta.update(video_format="jpeg", jpeg_quality=quality)
+    (out_dir / "meta.json").write_text(json.dumps(meta))
+    for split in ("train", "test"):
+        video = np.load(out_dir / split / "video.npy")
+        (out_dir / split / "video.npy").unlink()
+        if wide:
+            video = np.pad(video, [(0, 0), (0, 0), (0, 0), (wide, wide), (0, 0)], mode="edge")
+        blobs = [bytes(encode_jpeg(torch.from_numpy(f).permute(2, 0, 1).contiguous(), quality=quality).numpy())
+                 for clip in video for f in clip]
+        sizes = np.array([len(b) for b in blobs]).reshape(video.shape[:2])
+        offsets = np.concatenate([np.zeros((len(video), 1), np.int64), np.cumsum(sizes, axis=1)], axis=1)
+        offsets += np.concatenate([[0], np.cumsum(sizes.sum(1))[:-1]])[:, None]
+        (out_dir / split / "video_jpeg.bin").write_bytes(b"".join(blobs))
+        np.save(out_dir / split / "video_jpeg_offsets.npy", offsets)
+    return out_dir
 
 
 def test_shapes_and_ranges(features_dir):
@@ -28,7 +60,7 @@ def test_eval_views_are_spaced_linearly_and_audio_is_centred(features_dir):
         item = ds[1 * 3 + view]
         assert item["index"] == 1
         expected = torch.from_numpy(video[1, start:start + 20:5]).permute(3, 0, 1, 2).float() / 127.5 - 1
-        assert torch.equal(item["video"], expected)
+        assert torch.allclose(item["video"], expected, atol=1e-6)
         centre = (start + 10) / 25 * 100          # video window centre, in audio frames
         a0 = min(max(int(round(centre - 20)), 0), 300 - 40)
         assert torch.allclose(item["audio"][0], torch.from_numpy(audio[1, a0:a0 + 40].astype(np.float32)))
@@ -39,3 +71,107 @@ def test_rejects_windows_longer_than_the_clip(features_dir):
         AVClipDataset(features_dir, "train", 16, 8, 16, 64, train=True)
     with pytest.raises(FileNotFoundError, match="val"):
         AVClipDataset(features_dir, "val", 4, 4, 16, 64, train=True)
+
+
+def smooth(features_dir):
+    """Blur the fixture's noise frames: JPEG (4:2:0 chroma) is meant for pictures, not noise."""
+    for split in ("train", "test"):
+        path = features_dir / split / "video.npy"
+        v = torch.from_numpy(np.load(path)).permute(0, 1, 4, 2, 3).float()      # N, T, 3, H, W
+        v = TF.gaussian_blur(v.flatten(0, 1), [7, 7], [3.0, 3.0]).reshape(v.shape)
+        v = (v - v.mean()) * 4 + 128                                               # keep contrast
+        np.save(path, v.clamp(0, 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy())
+    return features_dir
+
+
+def test_jpeg_shards_give_the_same_items_as_arrays(features_dir, tmp_path):
+    smooth(features_dir)
+    jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg")
+    for train, aug in ((True, None), (True, FINETUNE), (False, None)):
+        kw = dict(video_frames=4, video_stride=4, crop=16, audio_frames=64, train=train, num_clips=2,
+                  augment=aug)
+        a = AVClipDataset(features_dir, "train", **kw)
+        j = AVClipDataset(jpeg_dir, "train", **kw)
+        for key in ([(0, 3), (5, 7)] if train else [0, 5]):
+            ia, ij = a[key], j[key]
+            assert torch.equal(ia["audio"], ij["audio"]) and ia["label"] == ij["label"]
+            assert ij["video"].shape == (3, 4, 16, 16)
+            # JPEG error (4:2:0 chroma of 20-px frames) is far below the gap to another clip
+            other = a[(key[0], key[1] + 1) if train else key + 2]["video"]
+            assert (ia["video"] - ij["video"]).abs().mean() < 0.15 * (ia["video"] - other).abs().mean()
+
+
+def test_jpeg_frames_keep_their_aspect_and_crops_span_the_width(features_dir, tmp_path):
+    smooth(features_dir)
+    jpeg_dir = as_jpeg(features_dir, tmp_path / "wide", wide=10)      # 20 x 40 frames
+    wide = AVClipDataset(jpeg_dir, "test", 4, 4, 16, 64, train=False, num_clips=2)
+    square = AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False, num_clips=2)
+    for key in range(4):  # the centre crop of the wide frame is the centre crop of the square one
+        other = square[(key + 2) % 12]["video"]
+        err = (wide[key]["video"] - square[key]["video"]).abs().mean()
+        assert err < 0.15 * (square[key]["video"] - other).abs().mean()
+    train = AVClipDataset(jpeg_dir, "train", 4, 4, 16, 64, train=True)
+    lefts = {train_box(20, 40, 16, Augment(), np.random.default_rng([0, 0, c])).left for c in range(100)}
+    assert max(lefts) > 4 and train[(0, 1)]["video"].shape == (3, 4, 16, 16)   # crops beyond the square
+
+
+def test_eval_resizes_the_short_side_then_centre_crops(features_dir):
+    ds = AVClipDataset(features_dir, "test", video_frames=4, video_stride=5, crop=16, audio_frames=40,
+                       train=False, num_clips=1, augment={"eval_short_side": 16})
+    video = torch.from_numpy(np.load(features_dir / "test" / "video.npy")[2, 27:47:5]).permute(0, 3, 1, 2)
+    expected = TF.resize(video, [16, 16], antialias=True).float() / 127.5 - 1   # 20 -> 16: the whole frame
+    assert torch.allclose(ds[2]["video"], expected.permute(1, 0, 2, 3), atol=1e-5)
+    with pytest.raises(ValueError, match="exceeds augment.eval_short_side 12"):
+        AVClipDataset(features_dir, "test", 4, 5, 16, 40, train=False, augment={"eval_short_side": 12})
+
+
+def test_finetune_augmentations_are_deterministic_per_epoch_and_clip(features_dir):
+    ds = AVClipDataset(features_dir, "train", 4, 4, 16, 64, train=True, augment=FINETUNE)
+    plain = AVClipDataset(features_dir, "train", 4, 4, 16, 64, train=True)
+    a, b, c = ds[(1, 3)], ds[(1, 3)], ds[(2, 3)]
+    assert torch.equal(a["video"], b["video"]) and torch.equal(a["audio"], b["audio"])
+    assert not torch.equal(a["video"], c["video"])
+    assert a["video"].min() >= -1 and a["video"].max() <= 1 and a["video"].shape == (3, 4, 16, 16)
+    masked = [(ds[(e, 3)]["audio"][0] == 0).any(1).sum().item() for e in range(10)]
+    assert sum(masked) > 0                                              # SpecAugment zeroes frames
+    assert not (plain[(1, 3)]["audio"][0] == 0).any(1).any()            # pretraining: no SpecAugment
+    colour = ds[(1, 3)]["video"].mean((1, 2, 3)) - plain[(1, 3)]["video"].mean((1, 2, 3))
+    assert colour.abs().max() > 0                                       # colour/scale changed the pixels
+
+
+def _batches(ds, workers: int, rank: int, world: int, per_rank: int):
+    sampler = EpochSampler(len(ds), per_rank, rank, world, seed=0)
+    loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=workers,
+                        pin_memory=torch.cuda.is_available(), generator=torch.Generator(),
+                        persistent_workers=False)
+    out = []
+    for epoch in range(2):
+        sampler.set_position(epoch)
+        out += list(loader)
+    return out
+
+
+def test_workers_and_ranks_see_the_same_items(features_dir, tmp_path):
+    """2 DataLoader workers give the batches of 0 workers, and 2 ranks split the clips
+    between them, each item as a single process would build it."""
+    jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", quality=90)
+    ds = AVClipDataset(jpeg_dir, "train", 4, 4, 16, 64, train=True, augment=FINETUNE)
+    single = _batches(ds, workers=0, rank=0, world=1, per_rank=16)
+    threaded = _batches(ds, workers=2, rank=0, world=1, per_rank=16)
+    assert len(single) == len(threaded) == 8
+    for s, t in zip(single, threaded):
+        assert torch.equal(s["video"], t["video"]) and torch.equal(s["audio"], t["audio"])
+        assert torch.equal(s["index"], t["index"])
+    r0 = _batches(ds, workers=2, rank=0, world=2, per_rank=8)
+    r1 = _batches(ds, workers=1, rank=1, world=2, per_rank=8)
+    for epoch in range(2):
+        ranks = [torch.cat([b["index"] for b in r[2 * epoch:2 * epoch + 2]]) for r in (r0, r1)]
+        assert not set(ranks[0].tolist()) & set(ranks[1].tolist())
+        assert sorted(ranks[0].tolist() + ranks[1].tolist()) == list(range(16))
+    # the same clip in the same epoch is the same item on either rank
+    by_clip = {(e, int(i)): v for e, batches in ((0, single[:4]), (1, single[4:]))
+               for b in batches for i, v in zip(b["index"], b["video"])}
+    for epoch in range(2):
+        for b in r1[2 * epoch:2 * epoch + 2]:
+            for i, v in zip(b["index"], b["video"]):
+                assert torch.equal(by_clip[(epoch, int(i))], v)

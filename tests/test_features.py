@@ -1,4 +1,5 @@
-"""Feature extraction: log-mel shapes, the on-disk layout, broken files, train-only stats."""
+"""Feature extraction: log-mel shapes, the JPEG-shard and array layouts, real broken files,
+train-only stats."""
 
 import json
 import subprocess
@@ -7,13 +8,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torchvision.io import decode_jpeg, encode_jpeg
 
-from avmae.data.features import extract, log_mel
+from avmae.data.features import DecodeError, Spec, decode_video, extract, log_mel, split_jpegs
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import read_vggsound
-from avmae.data.toy import make_toy_vggsound, write_mp4
+from avmae.data.toy import SAMPLE_RATE, make_toy_vggsound, write_mp4
 
 SECONDS, FPS, SIDE = 3.0, 10, 24  # small settings keep the test fast
+BROKEN = {  # name: (split, reason or reason prefix)
+    "empty": ("train", "empty file (0 bytes)"),
+    "cut": ("test", "audio decode failed: moov atom not found"),
+    "cut_faststart": ("train", "truncated file (audio: "),
+    "silent_film": ("train", "no audio stream"),
+    "radio": ("train", "no video stream"),
+    "short_video": ("test", "only 10 of 30 video frames decoded"),
+    "garbage": ("train", "audio decode failed: "),
+}
 
 
 def test_log_mel_of_8_seconds_is_798_by_128():
@@ -23,16 +34,13 @@ def test_log_mel_of_8_seconds_is_798_by_128():
     assert mel.dtype == torch.float32 and torch.isfinite(mel).all()
 
 
-@pytest.fixture(scope="module")
-def extracted(tmp_path_factory):
-    """Features of a tiny toy set plus four broken files and one failed download."""
-    root = tmp_path_factory.mktemp("features")
-    csv = make_toy_vggsound(root / "toy", clips_per_class=2, test_fraction=0.5, seed=1)
-    media = csv.parent / "media"
-    rows = [{"id": c.id, "start_seconds": c.start, "label": c.label, "split": c.split,
-             "status": "ok", "path": str(media / f"{c.id}.mp4"), "reason": ""}
-            for c in read_vggsound(csv)]
-    good = media / f"{rows[0]['id']}.mp4"
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1) * 8000).astype(np.int16)
+
+
+def _broken_files(root, good):
+    """Real broken media files, one per failure the extractor must survive."""
     (root / "empty.mp4").touch()
     # Cut in half: a plain mp4 loses its index (moov, at the end); a "faststart" one,
     # index first, keeps it but misses data.
@@ -40,56 +48,99 @@ def extracted(tmp_path_factory):
     faststart = root / "faststart.mp4"
     subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(good), "-c", "copy",
                     "-movflags", "+faststart", str(faststart)], check=True)
-    half = faststart.read_bytes()[: faststart.stat().st_size // 2]
-    (root / "cut_faststart.mp4").write_bytes(half)
+    (root / "cut_faststart.mp4").write_bytes(faststart.read_bytes()[: faststart.stat().st_size // 2])
     write_mp4(root / "silent_film.mp4", np.zeros((100, 64, 96, 3), np.uint8), audio=None)
-    broken = [("empty", "train"), ("cut", "test"), ("cut_faststart", "train"),
-              ("silent_film", "train")]
-    for name, split in broken:
-        rows.append({"id": name, "start_seconds": 0, "label": rows[0]["label"], "split": split,
-                     "status": "ok", "path": str(root / f"{name}.mp4"), "reason": ""})
-    rows.append({"id": "gone", "start_seconds": 0, "label": "never downloaded", "split": "train",
-                 "status": "failed", "path": "", "reason": "HTTP Error 404"})
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=f=440:d=4", "-c:a", "aac",
+                    str(root / "radio.mp4")], check=True)  # audio only
+    # 1 s of picture with the full 3 s of sound: the video is shorter than the window.
+    frames = np.random.default_rng(0).integers(0, 255, (25, 64, 96, 3), dtype=np.uint8)
+    write_mp4(root / "short_video.mp4", frames, audio=_tone(SECONDS))
+    (root / "garbage.mp4").write_bytes(np.random.default_rng(1).bytes(5000))
+
+
+def _manifest(root, broken: bool):
+    csv = make_toy_vggsound(root / "toy", clips_per_class=2, test_fraction=0.5, seed=1)
+    media = csv.parent / "media"
+    rows = [{"id": c.id, "start_seconds": c.start, "label": c.label, "split": c.split,
+             "status": "ok", "path": str(media / f"{c.id}.mp4"), "reason": ""}
+            for c in read_vggsound(csv)]
+    if broken:
+        _broken_files(root, media / f"{rows[0]['id']}.mp4")
+        for name, (split, _) in BROKEN.items():
+            rows.append({"id": name, "start_seconds": 0, "label": rows[0]["label"], "split": split,
+                         "status": "ok", "path": str(root / f"{name}.mp4"), "reason": ""})
+        rows.append({"id": "gone", "start_seconds": 0, "label": "never downloaded", "split": "train",
+                     "status": "failed", "path": "", "reason": "HTTP Error 404"})
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    meta = extract(root / "manifest.csv", root / "out", clip_seconds=SECONDS, fps=FPS,
-                   short_side=SIDE, workers=2)
-    return root / "out", meta
+    return root / "manifest.csv", rows
 
 
-def test_layout_shapes_and_dtypes(extracted):
-    out, meta = extracted
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """JPEG-shard features of a tiny toy set plus real broken files and one failed download."""
+    root = tmp_path_factory.mktemp("features")
+    manifest, rows = _manifest(root, broken=True)
+    meta = extract(manifest, root / "out", clip_seconds=SECONDS, fps=FPS, short_side=SIDE, workers=2)
+    return root / "out", meta, rows
+
+
+def test_jpeg_layout_shapes_and_dtypes(extracted):
+    out, meta, rows = extracted
     assert json.loads((out / "meta.json").read_text()) == meta
     assert meta["counts"] == {"train": 8, "test": 8}
     assert meta["audio_frames"] == 300 and meta["video_frames"] == 30
     assert (meta["fps"], meta["short_side"], meta["n_mels"], meta["sample_rate"],
-            meta["clip_seconds"]) == (FPS, SIDE, 128, 16000, SECONDS)
+            meta["clip_seconds"], meta["video_format"], meta["jpeg_quality"]) == (
+        FPS, SIDE, 128, 16000, SECONDS, "jpeg", 3)
     assert meta["classes"] == sorted(meta["classes"]) and "never downloaded" in meta["classes"]
     for split in ("train", "test"):
         audio = np.load(out / split / "audio.npy", mmap_mode="r")
-        video = np.load(out / split / "video.npy", mmap_mode="r")
+        offsets = np.load(out / split / "video_jpeg_offsets.npy")
+        data = (out / split / "video_jpeg.bin").read_bytes()
         index = pd.read_csv(out / split / "index.csv")
         assert audio.shape == (8, 300, 128) and audio.dtype == np.float16
-        assert video.shape == (8, 30, SIDE, SIDE, 3) and video.dtype == np.uint8
+        assert offsets.shape == (8, 31) and offsets.dtype == np.int64
+        assert offsets[0, 0] == 0 and offsets[-1, -1] == len(data)
+        assert (np.diff(offsets, axis=1) > 0).all() and (offsets[1:, 0] == offsets[:-1, -1]).all()
         assert list(index.columns) == ["id", "label", "label_index", "split"]
-        assert (index.split == split).all()
+        assert (index.split == split).all() and not set(index.id) & set(BROKEN)
         assert [meta["classes"][i] for i in index.label_index] == index.label.tolist()
-        assert np.isfinite(audio).all() and video.std() > 10  # real content, not padding
+        assert np.isfinite(audio).all()
+        frame = decode_jpeg(torch.frombuffer(bytearray(data[offsets[3, 7]:offsets[3, 8]]), dtype=torch.uint8))
+        assert frame.shape == (3, SIDE, 36)  # 96x64 source: short side 24, aspect kept
+        assert frame.float().std() > 10  # real content, not padding
     assert not list(out.rglob(".*"))  # no scratch or temp files left
 
 
+def test_jpeg_frames_match_the_raw_decode(extracted):
+    """The stored JPEG frames are the frames of the lossless decode, up to JPEG error."""
+    out, meta, rows = extracted
+    index = pd.read_csv(out / "train" / "index.csv")
+    path = next(r["path"] for r in rows if r["id"] == index.id[2])
+    raw = decode_video(path, Spec(SECONDS, FPS, SIDE, 16000, 128))  # [30, 24, 24, 3], centre crop
+    offsets = np.load(out / "train" / "video_jpeg_offsets.npy")[2]
+    data = (out / "train" / "video_jpeg.bin").read_bytes()
+    jpeg = torch.stack(decode_jpeg([torch.frombuffer(bytearray(data[a:b]), dtype=torch.uint8)
+                                    for a, b in zip(offsets[:-1], offsets[1:])]))
+    centre = jpeg[:, :, :, 6:30].permute(0, 2, 3, 1).float().numpy()
+    raw = raw.astype(np.float32)
+    # uint8 levels. Grey levels are close; colour less so at 24 px (4:2:0 chroma of
+    # 12 px), but far closer than to other frames of the same clip.
+    assert np.abs(centre.mean(-1) - raw.mean(-1)).mean() < 5
+    assert np.abs(centre - raw).mean() < 0.25 * np.abs(centre - raw[::-1]).mean()
+
+
 def test_broken_files_are_skipped_with_reasons(extracted):
-    out, _ = extracted
+    out, _, _ = extracted
     skipped = pd.read_csv(out / "skipped.csv").set_index("id")
-    assert sorted(skipped.index) == ["cut", "cut_faststart", "empty", "silent_film"]
-    assert skipped.reason["empty"] == "empty file (0 bytes)"
-    assert skipped.reason["cut"] == "audio decode failed: moov atom not found"
-    assert skipped.reason["cut_faststart"].startswith("truncated file (audio: ")
-    assert skipped.reason["silent_film"] == "no audio stream"
-    assert skipped.split["cut"] == "test" and skipped.split["silent_film"] == "train"
+    assert sorted(skipped.index) == sorted(BROKEN)
+    for name, (split, reason) in BROKEN.items():
+        assert skipped.reason[name].startswith(reason), (name, skipped.reason[name])
+        assert skipped.split[name] == split
 
 
 def test_audio_statistics_come_from_train_only(extracted):
-    out, meta = extracted
+    out, meta, _ = extracted
     train = np.load(out / "train" / "audio.npy").astype(np.float64)
     test = np.load(out / "test" / "audio.npy").astype(np.float64)
     assert meta["audio_mean"] == pytest.approx(train.mean(), rel=1e-6)
@@ -98,9 +149,48 @@ def test_audio_statistics_come_from_train_only(extracted):
     assert meta["audio_mean"] != pytest.approx(both.mean(), rel=1e-6)
 
 
+def test_array_format_and_worker_count_do_not_change_the_features(tmp_path):
+    manifest, _ = _manifest(tmp_path, broken=False)
+    one = extract(manifest, tmp_path / "one", clip_seconds=SECONDS, fps=FPS, short_side=SIDE, workers=1)
+    arr = extract(manifest, tmp_path / "arr", clip_seconds=SECONDS, fps=FPS, short_side=SIDE, workers=2,
+                  video_format="array")
+    assert arr["video_format"] == "array" and arr["jpeg_quality"] is None
+    video = np.load(tmp_path / "arr" / "train" / "video.npy", mmap_mode="r")
+    assert video.shape == (8, 30, SIDE, SIDE, 3) and video.dtype == np.uint8
+    assert not (tmp_path / "arr" / "train" / "video_jpeg.bin").exists()
+    np.testing.assert_array_equal(np.load(tmp_path / "arr" / "train" / "audio.npy"),
+                                  np.load(tmp_path / "one" / "train" / "audio.npy"))
+    assert one["audio_mean"] == arr["audio_mean"]
+    # The JPEG shard is identical with 1 or 2 workers (clips are appended in row order).
+    two = extract(manifest, tmp_path / "two", clip_seconds=SECONDS, fps=FPS, short_side=SIDE, workers=2)
+    assert two == one
+    for name in ("video_jpeg.bin", "video_jpeg_offsets.npy", "audio.npy"):
+        assert (tmp_path / "one" / "test" / name).read_bytes() == (tmp_path / "two" / "test" / name).read_bytes()
+
+
+def test_split_jpegs_finds_every_image():
+    rng = np.random.default_rng(0)
+    images = [encode_jpeg(torch.from_numpy(rng.integers(0, 256, (3, 16 + i, 24), dtype=np.uint8)), quality=q)
+              for i, q in enumerate((50, 90, 100))]
+    data = b"".join(bytes(im.numpy()) for im in images)
+    offsets = split_jpegs(data)
+    assert offsets == [0, *np.cumsum([len(im) for im in images]).tolist()]
+    with pytest.raises(DecodeError, match="no start-of-image at byte 0"):
+        split_jpegs(b"not a jpeg")
+    with pytest.raises(DecodeError, match="has no end"):
+        split_jpegs(data[: offsets[1] - 2])
+
+
 def test_manifest_without_ok_clips_is_an_error(tmp_path):
     path = tmp_path / "manifest.csv"
     pd.DataFrame([{"id": "a", "start_seconds": 0, "label": "x", "split": "train",
                    "status": "failed", "path": "", "reason": "404"}]).to_csv(path, index=False)
     with pytest.raises(ValueError, match="no clip has status 'ok'"):
         extract(path, tmp_path / "out")
+
+
+def test_bad_storage_settings_are_errors(tmp_path):
+    with pytest.raises(ValueError, match="video_format 'png' is not one of"):
+        extract(tmp_path / "m.csv", tmp_path / "out", video_format="png")
+    with pytest.raises(ValueError, match="jpeg_quality 1 is not an ffmpeg mjpeg"):
+        extract(tmp_path / "m.csv", tmp_path / "out", jpeg_quality=1)

@@ -3,38 +3,55 @@
 Each item is one temporal window of one clip:
 
 * video: ``video_frames`` frames taken every ``video_stride`` stored frames (25 fps),
-  cropped to ``crop`` x ``crop`` (random crop + horizontal flip for training, centre
-  crop for evaluation), scaled to [-1, 1], shape [3, T, crop, crop];
+  read from the JPEG shard (only the window's frames are decoded) or the uint8 array,
+  cropped to ``crop`` x ``crop`` (training: random crop, scale jitter and colour if
+  the :class:`~avmae.data.augment.Augment` asks, horizontal flip; evaluation: short
+  side resized to ``augment.eval_short_side``, centre crop), scaled to [-1, 1], shape
+  [3, T, crop, crop];
 * audio: ``audio_frames`` log-mel frames (100 per second) centred on the centre of
   the video window, clamped to the clip, normalised with the training-split
-  mean/std, shape [1, audio_frames, n_mels].
+  mean/std (then SpecAugment when training, if asked), shape [1, audio_frames, n_mels].
 
 Training items are addressed by ``(epoch, clip)`` keys (see
-``avmae.train.loop.EpochSampler``) and draw their window, crop and flip from a generator
-seeded by ``(seed, epoch, clip)``: the same clip in the same epoch gets the same
-augmentation whatever the number of processes, workers, or a resume in between.
-Evaluation items are plain indices: ``num_clips`` windows spaced linearly over each clip,
-carrying their clip ``index`` so that logits can be averaged per clip.
+``avmae.train.loop.EpochSampler``) and draw their window, crop, flip and other
+augmentations from a generator seeded by ``(seed, epoch, clip)``: the same clip in the
+same epoch gets the same augmentation whatever the number of processes, workers, or a
+resume in between. Evaluation items are plain indices: ``num_clips`` windows spaced
+linearly over each clip, carrying their clip ``index`` so that logits can be averaged
+per clip.
+
+The files are opened lazily, once per DataLoader worker (memory maps; nothing is
+read at construction), so the dataset works with any number of workers and
+``pin_memory``; every item is a fresh contiguous tensor.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_jpeg
 
+from avmae.data.augment import (Augment, apply_box, color_augment, eval_box, spec_augment,
+                                to_model_range, to_unit_range, train_box)
+from avmae.data.features import VIDEO_FILES
 from avmae.data.labels import LabelSpace
 
 AUDIO_FPS = 100  # log-mel frames per second (10 ms hop)
 
 
 class AVClipDataset(Dataset):
+    """Windows of extracted clips. ``augment``: an :class:`Augment` or its config mapping
+    (``finetune.augment``); None gives the pretraining recipe (random crop + flip)."""
+
     def __init__(self, features_dir: str | Path, split: str, video_frames: int, video_stride: int,
-                 crop: int, audio_frames: int, train: bool, num_clips: int = 1, seed: int = 0):
+                 crop: int, audio_frames: int, train: bool, num_clips: int = 1, seed: int = 0,
+                 augment: Augment | dict | None = None):
         self.dir = Path(features_dir)
         self.meta = json.loads((self.dir / "meta.json").read_text())
         split_dir = self.dir / split
@@ -44,7 +61,14 @@ class AVClipDataset(Dataset):
         self.split_dir = split_dir
         self.video_frames, self.video_stride, self.crop = video_frames, video_stride, crop
         self.audio_frames, self.train, self.num_clips, self.seed = audio_frames, train, num_clips, seed
+        self.augment = augment if isinstance(augment, Augment) else Augment.from_config(augment)
         self.fps = self.meta["fps"]
+        self.video_format = self.meta.get("video_format", "array")
+        if self.video_format not in VIDEO_FILES:
+            raise ValueError(f"{self.dir / 'meta.json'}: unknown video_format {self.video_format!r}")
+        for name in ("audio.npy", *VIDEO_FILES[self.video_format]):
+            if not (split_dir / name).exists():
+                raise FileNotFoundError(f"{split_dir / name}: missing ({self.video_format} feature layout)")
         span = video_frames * video_stride
         if span > self.meta["video_frames"]:
             raise ValueError(f"video window of {span} frames exceeds the stored {self.meta['video_frames']}")
@@ -52,7 +76,9 @@ class AVClipDataset(Dataset):
             raise ValueError(f"audio window of {audio_frames} frames exceeds the stored {self.meta['audio_frames']}")
         if crop > self.meta["short_side"]:
             raise ValueError(f"crop {crop} exceeds the stored frame size {self.meta['short_side']}")
-        self._audio = self._video = None  # opened lazily, once per DataLoader worker
+        if self.augment.eval_short_side is not None and crop > self.augment.eval_short_side:
+            raise ValueError(f"crop {crop} exceeds augment.eval_short_side {self.augment.eval_short_side}")
+        self._audio = self._video = self._offsets = None  # opened lazily, once per DataLoader worker
         # targets by label kind (avmae.data.labels): label | labels (multi-hot) | verb, noun
         self.label_space = LabelSpace.from_meta(self.meta, str(self.dir / "meta.json"))
         self.targets = self.label_space.targets(self.index, split_dir / "index.csv")
@@ -79,8 +105,34 @@ class AVClipDataset(Dataset):
     def _arrays(self):
         if self._audio is None:
             self._audio = np.load(self.split_dir / "audio.npy", mmap_mode="r")
-            self._video = np.load(self.split_dir / "video.npy", mmap_mode="r")
+            if self.video_format == "jpeg":
+                path = self.split_dir / "video_jpeg.bin"
+                self._video = (np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size
+                               else np.zeros(0, np.uint8))  # a split whose every clip was skipped
+                self._offsets = np.load(self.split_dir / "video_jpeg_offsets.npy", mmap_mode="r")
+            else:
+                self._video = np.load(self.split_dir / "video.npy", mmap_mode="r")
         return self._audio, self._video
+
+    def _frames(self, clip: int, frames: range, rng: np.random.Generator | None) -> torch.Tensor:
+        """The window's frames, cropped (and resized, flipped): uint8 [T, 3, crop, crop]."""
+        _, video = self._arrays()
+        if self.video_format == "jpeg":
+            off = self._offsets[clip]
+            data = [torch.from_numpy(np.array(video[off[f]:off[f + 1]])) for f in frames]
+            full = torch.stack(decode_jpeg(data, mode=ImageReadMode.RGB))   # [T, 3, H, W]
+            height, width = full.shape[-2:]
+        else:
+            height, width = video.shape[2:4]
+        box = (train_box(height, width, self.crop, self.augment, rng) if rng is not None
+               else eval_box(height, width, self.crop, self.augment.eval_short_side))
+        if self.video_format == "jpeg":
+            return apply_box(full, box)
+        # Arrays: read only the box from the memory map.
+        region = video[clip, frames.start:frames.stop:frames.step,
+                       box.top:box.top + box.height, box.left:box.left + box.width]
+        region = torch.from_numpy(np.ascontiguousarray(region)).permute(0, 3, 1, 2)
+        return apply_box(region, replace(box, top=0, left=0))
 
     def _video_start(self, view: int, rng: np.random.Generator | None) -> int:
         last = self.meta["video_frames"] - self.video_frames * self.video_stride
@@ -96,22 +148,20 @@ class AVClipDataset(Dataset):
             rng, view = np.random.default_rng([self.seed, epoch, clip]), 0
         else:
             (clip, view), rng = divmod(key, self.num_clips), None
-        audio_all, video_all = self._arrays()
+        audio_all, _ = self._arrays()
         start = self._video_start(view, rng)
-        frames = video_all[clip, start:start + self.video_frames * self.video_stride:self.video_stride]
-        size = frames.shape[1]
-        if rng is not None:
-            y, x = (int(v) for v in rng.integers(0, size - self.crop + 1, size=2))
-        else:
-            y = x = (size - self.crop) // 2
-        video = torch.from_numpy(np.ascontiguousarray(frames[:, y:y + self.crop, x:x + self.crop]))
-        if rng is not None and rng.random() < 0.5:
-            video = video.flip(2)
-        video = video.permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        frames = self._frames(clip, range(start, start + self.video_frames * self.video_stride,
+                                          self.video_stride), rng)
+        video = to_unit_range(frames)
+        if rng is not None and self.augment.color is not None:
+            video = color_augment(video, self.augment.color, rng)
+        video = to_model_range(video)
 
         centre = (start + self.video_frames * self.video_stride / 2) / self.fps * AUDIO_FPS
         a0 = int(round(centre - self.audio_frames / 2))
         a0 = min(max(a0, 0), self.meta["audio_frames"] - self.audio_frames)
         audio = torch.from_numpy(audio_all[clip, a0:a0 + self.audio_frames].astype(np.float32))
         audio = ((audio - self.meta["audio_mean"]) / self.meta["audio_std"]).unsqueeze(0)
+        if rng is not None and self.augment.spec_augment is not None:
+            audio = spec_augment(audio, self.augment.spec_augment, rng)
         return {"audio": audio, "video": video, **self.target(clip), "index": clip}

@@ -1,17 +1,32 @@
-"""Decode downloaded clips into fixed-size log-mel and RGB-frame arrays.
+"""Decode downloaded clips into fixed-size log-mel arrays and 25 fps JPEG frame shards.
 
 Each clip is decoded by two ffmpeg pipes (one per stream, no per-frame seeking):
 
 - audio: 16 kHz mono float32, padded with zeros or trimmed to ``clip_seconds`` exactly
   (ffmpeg builds differ by a few samples), then a Kaldi log-mel filterbank
   (:func:`log_mel`) padded by repeating the last frame or trimmed to ``clip_seconds * 100``;
-- video: ``fps`` frames per second, scaled so the short side is ``short_side`` and
-  centre-cropped to a square ``short_side x short_side`` (the skeleton stores square
-  frames; a later issue revisits storage), padded by repeating the last frame or trimmed
-  to ``clip_seconds * fps``.
+- video: ``fps`` frames per second, scaled so the short side is ``short_side``, padded
+  by repeating the last frame or trimmed to ``clip_seconds * fps`` frames.
+
+Storage (``video_format``):
+
+- ``jpeg`` (default, paper scale): the frames keep their aspect ratio (the train-time
+  random crop may then fall anywhere along the long side, as in the official DMVR
+  pipeline) and are JPEG-encoded by ffmpeg's own mjpeg encoder in the same pipe
+  (``jpeg_quality`` is its ``-q:v``, 2 = best .. 31; 3 by default), so no raw frame ever
+  reaches Python. Per split, ``video_jpeg.bin`` holds every kept clip's frames back to
+  back and ``video_jpeg_offsets.npy`` (int64 [N, frames + 1]) their byte offsets: frame
+  ``f`` of row ``i`` is ``bin[off[i, f]:off[i, f + 1]]``. A training window reads and
+  decodes only its own frames (``torchvision.io.decode_jpeg``), never a video. Measured
+  (``benchmarks/extract.py``): ~4.7 MB per 10 s clip at 456x256 on noisy synthetic
+  content, against 88 MB as raw uint8; see the README for projections.
+- ``array``: uint8 frames centre-cropped to a square ``S x S``, ``video.npy``
+  [N, frames, S, S, 3] read through a memory map. Lossless and simplest, but 49 MB per
+  10 s clip at S = 256: for small sets and tests.
 
 A clip that cannot be decoded (empty, corrupt or truncated file, missing stream, less
-than half the clip decoded) is listed in ``skipped.csv`` with its reason, and extraction goes on.
+than half the clip decoded, e.g. a video shorter than the training window) is listed
+in ``skipped.csv`` with its reason, and extraction goes on.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +55,8 @@ MANIFEST_COLUMNS = ("id", "label", "split", "status", "path")
 MIN_DECODED_FRACTION = 0.5  # a clip with less than half its audio or video is skipped
 FRAMES_PER_SECOND_AUDIO = 100  # 10 ms filterbank hop
 CHUNK = 64  # clips per read when computing statistics or compacting arrays
+VIDEO_FORMATS = ("jpeg", "array")
+VIDEO_FILES = {"jpeg": ("video_jpeg.bin", "video_jpeg_offsets.npy"), "array": ("video.npy",)}
 
 
 class DecodeError(RuntimeError):
@@ -150,16 +168,101 @@ def decode_video(path: Path, spec: Spec) -> np.ndarray:
     return _fit_length(frames, spec.video_frames, pad="edge")
 
 
-def clip_features(path: Path, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
-    """(log-mel float16 [audio_frames, n_mels], frames uint8 [video_frames, S, S, 3])."""
+def split_jpegs(data: bytes) -> list[int]:
+    """Byte offsets [n + 1] of the n back-to-back baseline JPEG images in ``data``.
+
+    Walks each image's marker segments by their lengths up to the start of scan; in
+    the entropy-coded data that follows, 0xFF is always stuffed (0xFF00) or a restart
+    marker, so the first 0xFFD9 is the image's end. Raises DecodeError on anything else.
+    """
+    offsets, pos, n = [0], 0, len(data)
+    while pos < n:
+        if data[pos:pos + 2] != b"\xff\xd8":
+            raise DecodeError(f"bad JPEG stream from ffmpeg: no start-of-image at byte {pos}")
+        p = pos + 2
+        while True:
+            if p + 4 > n or data[p] != 0xFF:
+                raise DecodeError(f"bad JPEG stream from ffmpeg: broken marker at byte {p}")
+            marker = data[p + 1]
+            if marker == 0xFF:           # fill byte
+                p += 1
+                continue
+            length = int.from_bytes(data[p + 2:p + 4], "big")
+            p += 2 + length
+            if marker == 0xDA:           # start of scan: entropy-coded data follows
+                break
+        end = data.find(b"\xff\xd9", p)
+        if end < 0:
+            raise DecodeError(f"bad JPEG stream from ffmpeg: image at byte {pos} has no end")
+        pos = end + 2
+        offsets.append(pos)
+    return offsets
+
+
+def decode_video_jpeg(path: Path, spec: Spec, quality: int = 3) -> tuple[bytes, np.ndarray]:
+    """JPEG frames of exactly ``spec.video_frames`` frames, short side ``spec.short_side``,
+    aspect ratio kept (even sides): (concatenated bytes, int64 offsets [frames + 1])."""
+    s = spec.short_side
+    # One decoder thread: extraction runs one clip per core, frame threads only add overhead.
+    stream = (ffmpeg.input(f"file:{path}", threads=1)["v:0"]
+              .filter("fps", fps=spec.fps)
+              .filter("scale", f"if(lt(iw,ih),{s},-2)", f"if(lt(iw,ih),-2,{s})", flags="area",
+                      out_range="full")
+              .filter("format", "yuv420p")
+              .output("pipe:", format="image2pipe", vcodec="mjpeg", color_range="pc",
+                      **{"q:v": quality}))
+    data = _run(stream, "video")
+    offsets = split_jpegs(data)
+    got = len(offsets) - 1
+    _check_length(got, spec.video_frames, "video", "frames")
+    if got >= spec.video_frames:
+        end = offsets[spec.video_frames]
+        return data[:end], np.asarray(offsets[:spec.video_frames + 1], dtype=np.int64)
+    last = data[offsets[-2]:]
+    pad = spec.video_frames - got
+    sizes = np.diff(offsets).tolist() + [len(last)] * pad
+    return data + last * pad, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def _open_checked(path: Path) -> None:
     if not path.is_file():
         raise DecodeError(f"file not found: {path}")
     if path.stat().st_size == 0:
         raise DecodeError("empty file (0 bytes)")
+
+
+def clip_audio(path: Path, spec: Spec) -> np.ndarray:
+    """log-mel float16 [audio_frames, n_mels]."""
     wave = decode_audio(path, spec)
     mel = log_mel(torch.from_numpy(wave.copy()), spec.sample_rate, spec.n_mels).numpy()
-    mel = _fit_length(mel, spec.audio_frames, pad="edge").astype(np.float16)
+    return _fit_length(mel, spec.audio_frames, pad="edge").astype(np.float16)
+
+
+def clip_features(path: Path, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
+    """(log-mel float16 [audio_frames, n_mels], frames uint8 [video_frames, S, S, 3])."""
+    _open_checked(path)
+    mel = clip_audio(path, spec)
     return mel, decode_video(path, spec)
+
+
+def clip_features_jpeg(path: Path, spec: Spec, quality: int = 3) -> tuple[np.ndarray, bytes, np.ndarray]:
+    """(log-mel float16 [audio_frames, n_mels], JPEG bytes, offsets int64 [video_frames + 1])."""
+    _open_checked(path)
+    mel = clip_audio(path, spec)
+    return (mel, *decode_video_jpeg(path, spec, quality))
+
+
+def _ordered_map(fn, n: int, workers: int):
+    """fn(0..n-1) on a thread pool, yielded in order, at most 2 x workers results in flight
+    (a clip's JPEG bytes are a few MB; this bounds the memory whatever n is)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for i in range(n):
+            pending.append(pool.submit(fn, i))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _read_manifest(manifest_path: Path) -> pd.DataFrame:
@@ -180,11 +283,13 @@ def _read_manifest(manifest_path: Path) -> pd.DataFrame:
     return df
 
 
-def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, classes: LabelSpace,
-                   workers: int) -> tuple[int, list[dict]]:
-    """Write audio.npy, video.npy and index.csv of one split; return (count, skipped rows)."""
-    split_dir.mkdir(parents=True, exist_ok=True)
-    n, s = len(rows), spec.short_side
+def _progress(it, n: int, split_dir: Path):
+    return tqdm(it, total=n, unit="clip", desc=f"features {split_dir.name}")
+
+
+def _write_arrays(paths: list[Path], split_dir: Path, spec: Spec, workers: int) -> list[str | None]:
+    """audio.npy + video.npy (uint8 square frames); returns the skip reason per row (None: kept)."""
+    n, s = len(paths), spec.short_side
     scratch_a = split_dir / ".audio.scratch.npy"
     scratch_v = split_dir / ".video.scratch.npy"
     try:
@@ -195,20 +300,75 @@ def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, classes: Lab
 
         def work(i: int) -> str | None:
             try:
-                audio[i], video[i] = clip_features(Path(rows["path"].iloc[i]), spec)
+                audio[i], video[i] = clip_features(paths[i], spec)
             except DecodeError as e:
                 return str(e)
             return None
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            reasons = list(tqdm(pool.map(work, range(n)), total=n, unit="clip",
-                                desc=f"features {split_dir.name}"))
+        reasons = list(_progress(_ordered_map(work, n, workers), n, split_dir))
         good = [i for i, r in enumerate(reasons) if r is None]
         _save_rows(audio, good, split_dir / "audio.npy", scratch_a)
         _save_rows(video, good, split_dir / "video.npy", scratch_v)
     finally:
         scratch_a.unlink(missing_ok=True)
         scratch_v.unlink(missing_ok=True)
+    return reasons
+
+
+def _write_jpeg(paths: list[Path], split_dir: Path, spec: Spec, workers: int,
+                quality: int) -> list[str | None]:
+    """audio.npy + video_jpeg.bin + video_jpeg_offsets.npy; returns the skip reason per row.
+
+    Clips are decoded in parallel and appended in row order, so the shard's bytes do not
+    depend on the number of workers.
+    """
+    n = len(paths)
+    scratch_a = split_dir / ".audio.scratch.npy"
+    scratch_o = split_dir / ".offsets.scratch.npy"
+
+    def work(i: int):
+        try:
+            return clip_features_jpeg(paths[i], spec, quality)
+        except DecodeError as e:
+            return str(e)
+
+    reasons: list[str | None] = []
+    try:
+        audio = np.lib.format.open_memmap(
+            scratch_a, "w+", np.float16, (n, spec.audio_frames, spec.n_mels))
+        offsets = np.lib.format.open_memmap(scratch_o, "w+", np.int64, (n, spec.video_frames + 1))
+        with atomic_path(split_dir / "video_jpeg.bin") as tmp, open(tmp, "wb") as out:
+            pos = 0
+            for i, result in enumerate(_progress(_ordered_map(work, n, workers), n, split_dir)):
+                if isinstance(result, str):
+                    reasons.append(result)
+                    continue
+                audio[i], data, offsets[i] = result[0], result[1], result[2] + pos
+                out.write(data)
+                pos += len(data)
+                reasons.append(None)
+        good = [i for i, r in enumerate(reasons) if r is None]
+        _save_rows(audio, good, split_dir / "audio.npy", scratch_a)
+        _save_rows(offsets, good, split_dir / "video_jpeg_offsets.npy", scratch_o)
+    finally:
+        scratch_a.unlink(missing_ok=True)
+        scratch_o.unlink(missing_ok=True)
+    return reasons
+
+
+def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, classes: LabelSpace,
+                   workers: int, video_format: str = "jpeg", jpeg_quality: int = 3
+                   ) -> tuple[int, list[dict]]:
+    """Write audio.npy, the video storage and index.csv of one split; return (count, skipped rows)."""
+    split_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in rows["path"]]
+    if video_format == "jpeg":
+        reasons = _write_jpeg(paths, split_dir, spec, workers, jpeg_quality)
+    else:
+        reasons = _write_arrays(paths, split_dir, spec, workers)
+    for stale in VIDEO_FILES[next(f for f in VIDEO_FORMATS if f != video_format)]:
+        (split_dir / stale).unlink(missing_ok=True)  # left by a run with the other format
+    good = [i for i, r in enumerate(reasons) if r is None]
 
     kept = rows.iloc[good]
     index = pd.DataFrame({"id": kept["id"], "label": kept["label"],
@@ -249,12 +409,14 @@ def _mean_std(audio_path: Path) -> tuple[float, float]:
 
 def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
             clip_seconds: float = 10.0, fps: int = 25, short_side: int = 40,
-            sample_rate: int = 16000, n_mels: int = 128, workers: int = 2, labels: str = "single",
+            sample_rate: int = 16000, n_mels: int = 128, workers: int = 2,
+            video_format: str = "jpeg", jpeg_quality: int = 3, labels: str = "single",
             class_list: str | os.PathLike | None = None) -> dict:
     """Extract features of the manifest's ok clips into ``out_dir``; return meta.json's content.
 
     Writes ``{split}/audio.npy`` (float16 [N, clip_seconds*100, n_mels], raw log-mel),
-    ``{split}/video.npy`` (uint8 [N, clip_seconds*fps, S, S, 3]), ``{split}/index.csv``
+    the video storage (``video_format``, see the module docstring: ``video_jpeg.bin`` +
+    ``video_jpeg_offsets.npy``, or ``video.npy``), ``{split}/index.csv``
     (id, label, the label columns, split; one row per array row), ``skipped.csv``
     (id,split,reason) and, last, ``meta.json``. ``labels`` is the label kind (single,
     multi, verb_noun) and ``class_list`` an AudioSet ``class_labels_indices.csv``; the
@@ -263,6 +425,10 @@ def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
     ``audio_mean`` and ``audio_std`` are computed on the train split only (None when it is empty).
     """
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
+    if video_format not in VIDEO_FORMATS:
+        raise ValueError(f"video_format {video_format!r} is not one of {VIDEO_FORMATS}")
+    if not 2 <= jpeg_quality <= 31:
+        raise ValueError(f"jpeg_quality {jpeg_quality} is not an ffmpeg mjpeg -q:v in 2..31")
     spec = Spec(clip_seconds, fps, short_side, sample_rate, n_mels)
     manifest = _read_manifest(manifest_path)
     classes = LabelSpace.from_labels(labels, manifest["label"].set_axis(manifest.index + 2),
@@ -273,14 +439,16 @@ def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
     for split in SPLITS:
         rows = ok[ok["split"] == split]
         if len(rows):
-            counts[split], lost = _extract_split(rows, out_dir / split, spec, classes, workers)
+            counts[split], lost = _extract_split(rows, out_dir / split, spec, classes, workers,
+                                                 video_format, jpeg_quality)
             skipped += lost
 
     with atomic_path(out_dir / "skipped.csv") as tmp:
         pd.DataFrame(skipped, columns=["id", "split", "reason"]).to_csv(tmp, index=False)
     mean, std = _mean_std(out_dir / "train" / "audio.npy") if counts.get("train") else (None, None)
     meta = {**classes.meta(), **asdict(spec), "audio_frames": spec.audio_frames,
-            "video_frames": spec.video_frames, "counts": counts,
+            "video_frames": spec.video_frames, "video_format": video_format,
+            "jpeg_quality": jpeg_quality if video_format == "jpeg" else None, "counts": counts,
             "audio_mean": mean, "audio_std": std}
     write_json(out_dir / "meta.json", meta)
     return meta

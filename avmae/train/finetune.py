@@ -33,7 +33,8 @@ MODALITY_SETS = {"audio": ["audio"], "video": ["video"], "av": ["audio", "video"
 def dataset(features_dir, split: str, stage: dict, train: bool, seed: int) -> AVClipDataset:
     inp = stage["input"]
     return AVClipDataset(features_dir, split, inp["video_frames"], inp["video_stride"], inp["crop"],
-                         inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed)
+                         inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed,
+                         augment=stage.get("augment"))  # finetune.augment; None: crop + flip
 
 
 def build_model(settings: dict, labels: LabelSpace, modality: str) -> MBT:

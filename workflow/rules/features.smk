@@ -1,4 +1,4 @@
-# Feature extraction: log-mel spectrograms and 25 fps frames, written as arrays.
+# Feature extraction: log-mel spectrograms (arrays) and 25 fps frames (JPEG shards or arrays).
 # Labels follow the dataset's format: single (VGGSound), multi-hot (AudioSet, in the order
 # of class_labels_indices.csv) or verb + noun (EPIC); see avmae/data/labels.py.
 import shlex
@@ -29,4 +29,5 @@ rule features:
         " --clip-seconds {params.f[clip_seconds]} --fps {params.f[fps]}"
         " --short-side {params.f[short_side]} --sample-rate {params.f[sample_rate]}"
         " --n-mels {params.f[n_mels]} --workers {threads}"
+        " --video-format {params.f[video_format]} --jpeg-quality {params.f[jpeg_quality]}"
         " {params.labels} > {log} 2>&1"
