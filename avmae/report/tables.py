@@ -142,7 +142,8 @@ def write_table(df: pd.DataFrame, out_prefix: str | Path, title: str | None = No
     title = title or df.attrs.get("title", out_prefix.name)
     df.attrs.setdefault("title", title)
     write_text(out_prefix.with_suffix(".csv"), df.to_csv(index=False))
-    table = df.to_markdown(index=False, missingval="--", floatfmt=f".{decimals}f")
+    cells = df.astype(object).where(df.notna(), None)  # empty cells as None, so tabulate writes "--"
+    table = cells.to_markdown(index=False, missingval="--", floatfmt=f".{decimals}f")
     write_text(out_prefix.with_suffix(".md"), f"# {title}\n\n{table}\n\n{df.attrs.get('footnote', '')}\n")
     if "label_columns" in df.attrs:
         write_text(out_prefix.with_suffix(".tex"), to_latex(df, decimals))
