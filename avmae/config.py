@@ -71,9 +71,11 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def model_settings(config: dict, run: PretrainRun) -> dict:
-    """The ``ModelConfig`` fields of a run."""
+    """The ``ModelConfig`` fields of a run (``model``, with ``model.by_dataset[run.dataset]``
+    merged over it, e.g. AudioSet's audio mask ratio)."""
     model = copy.deepcopy(config["model"])
     model.pop("size")  # the run names its own size
+    model = deep_merge(model, model.pop("by_dataset", {}).get(run.dataset, {}))
     if run.size not in config["sizes"]:
         raise KeyError(f"model size {run.size!r} is not defined under 'sizes' in the config")
     return {**model, **copy.deepcopy(config["sizes"][run.size]), "encoder_strategy": run.encoder,
@@ -82,7 +84,9 @@ def model_settings(config: dict, run: PretrainRun) -> dict:
 
 
 def pretrain_settings(config: dict, run: PretrainRun) -> dict:
+    """``pretrain``, with ``pretrain.by_dataset[run.dataset]`` merged over it (e.g. AudioSet's lr)."""
     stage = copy.deepcopy(config["pretrain"])
+    stage = deep_merge(stage, stage.pop("by_dataset", {}).get(run.dataset, {}))
     stage["epochs"] = run.epochs
     del stage["dataset"]
     return {"seed": config["seed"], "model": model_settings(config, run), "pretrain": stage}

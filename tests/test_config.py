@@ -102,6 +102,19 @@ def test_workflow_refuses_bad_config_before_any_job(tmp_path, config):
     assert "['model']['mask_ratio']['audio']" in proc.stdout + proc.stderr
 
 
+def test_pretraining_values_per_dataset(config):
+    config["model"]["by_dataset"] = {"audioset": {"mask_ratio": {"audio": 0.7}}}
+    config["pretrain"]["by_dataset"] = {"audioset": {"optimizer": {"lr": 3e-4}}}
+    validate(config, SCHEMA)
+    audioset = pretrain_settings(config, PretrainRun("audioset", "base", "mid", "shared", "joint", 80))
+    assert audioset["model"]["mask_ratio"] == {"audio": 0.7, "video": config["model"]["mask_ratio"]["video"]}
+    assert audioset["pretrain"]["optimizer"]["lr"] == 3e-4 and "by_dataset" not in audioset["pretrain"]
+    assert "by_dataset" not in audioset["model"]
+    vggsound = pretrain_settings(config, PretrainRun("vggsound", "base", "mid", "shared", "joint", 80))
+    assert vggsound["model"]["mask_ratio"]["audio"] == config["model"]["mask_ratio"]["audio"]
+    assert vggsound["pretrain"]["optimizer"]["lr"] == config["pretrain"]["optimizer"]["lr"]
+
+
 def test_paper_profile_validates_on_top_of_the_default(config):
     """`--configfile config/paper.yaml` deep-merges onto the default config."""
     paper = deep_merge(config, yaml.safe_load((ROOT / "config/paper.yaml").read_text()))
