@@ -39,11 +39,21 @@ def cmd_download(a) -> None:
 
 
 def cmd_split_list(a) -> None:
+    from avmae.data.fetch import describe
     from avmae.data.shards import write_shards
+    from avmae.io import write_json
 
     clips = _read_lists(a.list, a.format, a.classes)
     write_shards(clips, a.shards, a.out)
+    paths = [spec.partition("=")[2] or spec for spec in a.list] + ([a.classes] if a.classes else [])
+    write_json(a.out / "sources.json", [describe(p) for p in paths])  # which exact lists were used
     print(f"{len(clips)} clips -> {a.shards} shard list(s) in {a.out}")
+
+
+def cmd_fetch_list(a) -> None:
+    from avmae.data.fetch import fetch
+
+    print(f"{a.out}: sha256 {fetch(a.url, a.out, a.sha256)}")
 
 
 def cmd_merge(a) -> None:
@@ -100,6 +110,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--shards", required=True, type=int)
     s.add_argument("--out", required=True, type=Path, help="folder for 00000.csv ...")
     s.set_defaults(func=cmd_split_list)
+
+    s = sub.add_parser("fetch-list", help="download an official list file once (https:// or file://)")
+    s.add_argument("--url", required=True)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--sha256", help="expected SHA-256; a mismatch writes nothing")
+    s.set_defaults(func=cmd_fetch_list)
 
     s = sub.add_parser("merge-manifests", help="merge shard manifests; write the availability report")
     s.add_argument("manifests", nargs="*", type=Path)
