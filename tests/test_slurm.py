@@ -98,6 +98,14 @@ def test_launcher_command_lines():
         launch.launch_command(cmd, 2, environ={**alloc, "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "1"})
 
 
+def test_launcher_step_gets_a_private_store_removed_afterwards(capfd):
+    show = "import os, sys; p = os.environ['AVMAE_INIT_METHOD']; print(p); sys.exit(3)"
+    assert launch.run_step([sys.executable, "-c", show], single_node=True) == 3   # srun's status passes through
+    store = Path(capfd.readouterr().out.strip().removeprefix("file://"))
+    assert store.name == "store" and store.parent.name.startswith("avmae-rdzv-")
+    assert not store.parent.exists()
+
+
 # -- the cluster -------------------------------------------------------------------------
 
 def require_cluster_tools():
@@ -309,9 +317,13 @@ def test_pretraining_ran_as_two_slurm_tasks_in_one_deepspeed_group(slurm_runs, s
     assert metrics["world_size"] == 2
     log = (run_dir / "log/pretrain.log").read_text()
     assert "--ntasks=2" in log
+    stores = set()
     for rank in (0, 1):
-        assert re.search(rf"rank {rank} of 2 from SLURM \(job \d+, step \d+, node 0 of 1\); rendezvous file://",
-                         log), log[-2000:]
+        m = re.search(rf"rank {rank} of 2 from SLURM \(job \d+, step \d+, node 0 of 1\); rendezvous file://(\S+)", log)
+        assert m, log[-2000:]
+        stores.add(Path(m.group(1)))
+    [store] = stores   # both ranks met at one store, in a folder the launcher removed afterwards
+    assert store.parent.name.startswith("avmae-rdzv-") and not store.parent.exists()
 
 
 def test_two_slurm_tasks_reach_the_single_process_loss(slurm_runs, slurm_workdir):

@@ -16,10 +16,11 @@ task of a multi-task step to the launcher variables the engine reads:
 Rendezvous, unless ``AVMAE_INIT_METHOD`` is already set (e.g. ``file://`` on a shared
 folder, which works on any number of nodes):
 
-* one node: a ``file://`` store in the node's temporary folder, named after the job,
-  step and srun's launcher port (unique per ``srun`` call); gloo is pinned to the
-  loopback interface (``GLOO_SOCKET_IFNAME=lo`` unless set). Nothing listens beyond the
-  node.
+* one node: a ``file://`` store in the node's temporary folder. Started through the
+  launcher below, a fresh private folder that the launcher removes when srun ends;
+  started by a bare ``srun``, a file named after the job, step and srun's launcher port
+  (unique per ``srun`` call), which torch leaves behind. gloo is pinned to the loopback
+  interface (``GLOO_SOCKET_IFNAME=lo`` unless set). Nothing listens beyond the node.
 * several nodes: ``env://`` with ``MASTER_ADDR`` = the step's first host (``scontrol
   show hostnames``, or :func:`expand_hostlist` without it) and a ``MASTER_PORT`` derived
   from the job and step ids (unless set).
@@ -43,6 +44,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,13 +121,14 @@ def from_slurm(environ: MutableMapping[str, str] | None = None) -> bool:
         env["LOCAL_WORLD_SIZE"] = str(local_world)
     nodes = int(env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES") or "1")
     job, step = env.get("SLURM_JOB_ID", "0"), env.get("SLURM_STEP_ID", "0")
+    if nodes == 1:
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")   # gloo's pairs on loopback only
     if "AVMAE_INIT_METHOD" in env:
         where = env["AVMAE_INIT_METHOD"]
     elif nodes == 1:
         port = env.get("SLURM_STEP_LAUNCHER_PORT") or env.get("SLURM_SRUN_COMM_PORT") or "0"
         store = os.path.join(tempfile.gettempdir(), f"avmae-rdzv-{job}.{step}-{port}")
         env["AVMAE_INIT_METHOD"] = where = "file://" + store
-        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     else:
         nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
         if not nodelist:
@@ -196,7 +199,35 @@ def main(argv: list[str] | None = None) -> None:
     except (RuntimeError, ValueError) as e:
         sys.exit(f"avmae.train.launch: {e}")
     print(f"avmae.train.launch: {shlex.join(full)}", file=sys.stderr, flush=True)
-    os.execvp(full[0], full)
+    if args.tasks == 1:
+        os.execvp(full[0], full)
+    sys.exit(run_step(full, single_node=args.nodes == 1))
+
+
+def run_step(argv: list[str], single_node: bool) -> int:
+    """Run the srun command line and return its exit status (128 + signal if killed).
+
+    On one node the tasks meet through a ``file://`` store in a fresh private folder
+    (``AVMAE_INIT_METHOD``, which srun passes on to the tasks), removed when srun ends,
+    however it ends: torch leaves the store file behind, and a stale one would break a
+    later step that happened to get the same name. SIGTERM/SIGINT (scancel, Ctrl-C) go
+    on to srun, which passes them to the tasks.
+    """
+    env = dict(os.environ)
+    folder = None
+    if single_node and "AVMAE_INIT_METHOD" not in env:
+        folder = tempfile.mkdtemp(prefix="avmae-rdzv-")
+        env["AVMAE_INIT_METHOD"] = "file://" + os.path.join(folder, "store")
+    try:
+        proc = subprocess.Popen(argv, env=env)
+        forward = lambda sig, _frame: proc.send_signal(sig)  # noqa: E731
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, forward)
+        status = proc.wait()
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+    return status if status >= 0 else 128 - status
 
 
 if __name__ == "__main__":
