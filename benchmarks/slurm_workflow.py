@@ -2,7 +2,7 @@
 
 Starts the one-node test cluster of ``tests/slurm_cluster.py`` (root, ``slurm-wlm`` and
 ``munge`` installed), then runs ``snakemake table1`` on two copies of the shrunken
-config that ``tests/test_slurm.py`` uses (one Table 1 row: 9 jobs, pretraining as 2
+config that ``tests/test_slurm.py`` uses (one Table 1 row: 10 jobs, pretraining as 2
 processes): once with ``--executor slurm`` and the SLURM profile (site values swapped
 for the test cluster's), once locally with ``--cores 2``. Prints the cluster's start and
 stop times and both wall times.
@@ -54,7 +54,7 @@ def main() -> None:
         local_env = {k: v for k, v in env.items() if not k.startswith("SLURM")}
         local_s = timed([sys.executable, "-m", "snakemake", "--cores", "2", "table1"], local, local_env)
     print(f"test cluster: start {cluster.start_seconds:.1f} s, stop {cluster.stop_seconds:.1f} s")
-    print(f"snakemake table1, shrunken toy config (9 jobs): through SLURM {slurm_s:.0f} s, "
+    print(f"snakemake table1, shrunken toy config (10 jobs): through SLURM {slurm_s:.0f} s, "
           f"local --cores 2 {local_s:.0f} s")
 
 
