@@ -260,6 +260,7 @@ def test_epic_motion_tells_take_from_put():
     steps = np.diff(centre_y[::8])  # 0.32 s apart
     take, put = steps[: 6 * 25 // 8 - 1], steps[7 * 25 // 8 + 1: 13 * 25 // 8 - 1]
     assert (take < 0).mean() > 0.7 and (put > 0).mean() > 0.7  # y grows downwards
+    assert centre_y[: 6 * 25].max() < 32 < centre_y[7 * 25: 13 * 25].min()  # upper / lower half
     assert not bright[int(6.5 * 25)].any()  # nothing between actions
 
 

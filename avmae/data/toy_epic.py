@@ -13,8 +13,8 @@ class ids are the toy's own, contiguous, so the heads have 4 + 4 outputs):
 ========  =====  ==========================  ============================  =============
 verb      class  motion of the object        sound                         told apart by
 ========  =====  ==========================  ============================  =============
-take      0      rises, again and again      none                          video
-put       1      falls, again and again      none                          video
+take      0      rises in the upper half     none                          video
+put       1      falls in the lower half     none                          video
 wash      2      shakes in place             water hiss (4.8-6 kHz)        audio
 cut       3      shakes in place             clicks (6-10 per second)      audio
 ========  =====  ==========================  ============================  =============
@@ -131,12 +131,13 @@ def _background(kitchen: Kitchen, frames: int, rng: np.random.Generator) -> np.n
 def _position(motion: str, t: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Object centre (x, y) per time step; y grows downwards."""
     x = np.full_like(t, WIDTH / 2 + rng.uniform(-6, 6))
-    low, high = 18.0, 46.0
-    if motion in ("rise", "fall"):  # sawtooth: a steady climb (or drop), then back
+    # sawtooth: a steady climb through the upper half (take) or drop through the lower half
+    # (put), then back; so both the motion and where it happens tell the verb
+    if motion in ("rise", "fall"):
         u = (t / rng.uniform(2.0, 3.0) + rng.uniform()) % 1
-        y = high - (high - low) * u if motion == "rise" else low + (high - low) * u
+        y = HEIGHT / 2 - 2 - 18 * u if motion == "rise" else HEIGHT / 2 + 2 + 18 * u
     else:  # shake in place: a quick random jitter around the middle
-        y = (low + high) / 2 + 1.5 * np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6.3))
+        y = HEIGHT / 2 + 1.5 * np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6.3))
         x = x + 1.5 * np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6.3))
     return x, y
 
