@@ -22,6 +22,7 @@ rule all:
                                     "table7", "figures") for f in getattr(rules, target).input],
 
 
+include: "workflow/rules/lists.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/pretrain.smk"

@@ -45,3 +45,28 @@ def test_split_list_records_the_lists_it_read(tmp_path):
     sources = json.loads((tmp_path / "shards" / "sources.json").read_text())
     assert [s["path"] for s in sources] == [str(p) for p in lists]
     assert [s["sha256"] for s in sources] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in lists]
+
+
+def test_the_workflow_fetches_a_configured_list_once(tmp_path):
+    """A {path, url} list entry is fetched by rule fetch_list before split_list reads it."""
+    src = FIXTURES / "vggsound.csv"
+    overrides = {"datasets": {"vggsound": {"toy": None, "list": {
+        "path": "lists/vggsound.csv", "url": src.as_uri(),
+        "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}}}}
+    (tmp_path / "paper.yaml").write_text(json.dumps(overrides))
+    root = Path(__file__).resolve().parents[1]
+
+    def snakemake(*args):
+        return subprocess.run([sys.executable, "-m", "snakemake", *args, "--cores", "1", "--snakefile",
+                               str(root / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+                               str(root / "config/config.yaml"), str(tmp_path / "paper.yaml")], capture_output=True, text=True, cwd=root)
+
+    plan = snakemake("-n", "results/data/vggsound/shards/lists")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert "fetch_list" in plan.stdout and "split_list" in plan.stdout
+    run = snakemake("results/data/vggsound/shards/lists")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "lists/vggsound.csv").read_bytes() == src.read_bytes()
+    sources = json.loads((tmp_path / "results/data/vggsound/shards/lists/sources.json").read_text())
+    assert sources[0]["sha256"] == overrides["datasets"]["vggsound"]["list"]["sha256"]
+    assert "fetch_list" not in snakemake("-n", "results/data/vggsound/shards/lists").stdout  # once
