@@ -17,7 +17,7 @@ import copy
 import re
 from dataclasses import dataclass
 
-from avmae.models.avmae import OBJECTIVES
+from avmae.models.objectives import OBJECTIVES
 
 MODALITY_NAMES = {"av": ("audio", "video"), "audio": ("audio",), "video": ("video",)}
 OBJECTIVE_NAMES = {o.replace("_", ""): o for o in OBJECTIVES}

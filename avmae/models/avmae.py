@@ -9,17 +9,9 @@ from torch import nn
 
 from .fusion import FusionTransformer
 from .masking import gather_tokens, hidden_indices, random_masking, sample_noise
+from .objectives import MODALITIES, OBJECTIVES
 from .tokenizers import AudioPatches, VideoTubelets
 from .vit import init_weights, sincos_1d
-
-MODALITIES = ("audio", "video")
-# objective -> (modalities reconstructed, modalities whose encoded tokens enter the decoder)
-OBJECTIVES = {
-    "joint": (MODALITIES, MODALITIES),
-    "inpaint_video": (("video",), ("audio",)),
-    "inpaint_audio": (("audio",), ("video",)),
-    "inpaint_both": (MODALITIES, MODALITIES),
-}
 
 
 @dataclass(frozen=True)
