@@ -62,7 +62,7 @@ def cmd_finetune(a):
     from avmae.train import finetune
 
     torch.set_num_threads(a.threads)
-    finetune.run(_settings(a.settings), a.features, a.pretrained, a.modality, a.out)
+    finetune.run(_settings(a.settings), a.features, a.pretrained, a.modality, a.out, a.train_ids)
 
 
 def cmd_table1(a):
@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "finetune":
             s.add_argument("--pretrained", required=True, type=Path, help="model.pt from pretraining")
             s.add_argument("--modality", required=True, choices=["audio", "video", "av"])
+            s.add_argument("--train-ids", type=Path,
+                           help="clip list restricting the training clips (e.g. as500k.csv)")
         s.set_defaults(func=func)
 
     s = sub.add_parser("table1", help="write Table 1 (ours beside the paper's)")

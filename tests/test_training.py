@@ -145,6 +145,20 @@ def test_mixup_is_seeded_by_epoch_and_clips():
     assert plain.item() != first
 
 
+def test_finetune_on_a_subset_of_the_training_clips(features_dir, tiny_settings, tmp_path):
+    """AS-500K style: only the listed clips train; the test split stays whole."""
+    from avmae.data.lists import Clip, write_clips
+    pretrain.run(tiny_settings, features_dir, tmp_path / "pre")
+    subset = tmp_path / "as500k.csv"
+    write_clips(subset, [Clip(f"train{i:03d}", 0.0, "x", "train") for i in range(8)] + [Clip("gone", 0.0, "x", "train")])
+    result = finetune.run(tiny_settings, features_dir, tmp_path / "pre" / "model.pt", "audio", tmp_path / "ft", subset)
+    assert result["train_clips"] == 8 and result["test_clips"] == 6
+    assert result["train_subset"] == {"list": str(subset), "missing_clips": 1}
+    write_clips(subset, [Clip("nowhere", 0.0, "x", "train")])
+    with pytest.raises(ValueError, match=f"{subset}: none of its 1 ids"):
+        finetune.run(tiny_settings, features_dir, tmp_path / "pre" / "model.pt", "audio", tmp_path / "ft2", subset)
+
+
 def test_finetune_rejects_unknown_modality(features_dir, tiny_settings, tmp_path):
     with pytest.raises(ValueError, match="modality"):
         finetune.run(tiny_settings, features_dir, tmp_path / "none.pt", "text", tmp_path)

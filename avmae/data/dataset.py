@@ -165,3 +165,27 @@ class AVClipDataset(Dataset):
         if rng is not None and self.augment.spec_augment is not None:
             audio = spec_augment(audio, self.augment.spec_augment, rng)
         return {"audio": audio, "video": video, **self.target(clip), "index": clip}
+
+
+class ClipSubset(Dataset):
+    """The training clips of ``dataset`` whose ids are in ``ids`` (e.g. AS-500K within AS-2M).
+
+    Keys stay ``(epoch, i)`` over the subset and reach ``dataset`` as ``(epoch, clip)``, so
+    each clip keeps its own augmentation seed.
+    """
+
+    def __init__(self, dataset: AVClipDataset, ids, source: str = "subset list"):
+        wanted = set(map(str, ids))
+        self.rows = np.flatnonzero(dataset.index.id.astype(str).isin(wanted).to_numpy())
+        if not len(self.rows):
+            raise ValueError(f"{source}: none of its {len(wanted)} ids is among the "
+                             f"{len(dataset.index)} extracted {dataset.split_dir.name} clips")
+        self.dataset, self.missing = dataset, len(wanted) - len(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, i = key
+        return self.dataset[(epoch, int(self.rows[i]))]
+

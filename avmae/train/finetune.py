@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from avmae.data.augment import Augment, mixup
-from avmae.data.dataset import AVClipDataset
+from avmae.data.dataset import AVClipDataset, ClipSubset
 from avmae.data.labels import LabelSpace
+from avmae.data.lists import read_clips
 from avmae.io import write_json, write_run_config
 from avmae.models.avmae import ModelConfig
 from avmae.models.mbt import MBT, init_mbt_from_avmae
@@ -107,19 +108,23 @@ def evaluate(model: MBT, data: AVClipDataset, stage: dict, device, dtype) -> dic
 
 
 def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modality: str,
-        out_dir: str | Path) -> dict:
-    """Finetune ``pretrained`` (an AV-MAE ``model.pt``) on ``modality`` in {audio, video, av}."""
+        out_dir: str | Path, train_ids: str | Path | None = None) -> dict:
+    """Finetune ``pretrained`` (an AV-MAE ``model.pt``) on ``modality`` in {audio, video, av};
+    ``train_ids``: a clip list (e.g. AS-500K) restricting the training clips."""
     if modality not in MODALITY_SETS:
         raise ValueError(f"modality must be one of {sorted(MODALITY_SETS)}, got {modality!r}")
     out_dir = Path(out_dir)
     rank, world = eng.setup_distributed()
     stage = settings["finetune"]
     torch.manual_seed(settings["seed"] + rank)
-    train_set = dataset(features_dir, "train", stage, train=True, seed=settings["seed"])
+    clips = dataset(features_dir, "train", stage, train=True, seed=settings["seed"])
+    train_set = clips
+    if train_ids is not None:
+        train_set = ClipSubset(clips, [c.id for c in read_clips(train_ids)], str(train_ids))
     test_set = dataset(features_dir, "test", stage, train=False, seed=settings["seed"])
     steps = steps_per_epoch(len(train_set), stage, world, features_dir)
 
-    model = build_model(settings, train_set.label_space, modality)
+    model = build_model(settings, clips.label_space, modality)
     state = torch.load(pretrained, map_location="cpu", weights_only=True)
     init_mbt_from_avmae(model, state, ModelConfig.from_dict(settings["model"]))
     engine, ds_config = eng.initialize(model, stage, steps * stage["epochs"], world, stage["layer_decay"])
@@ -134,6 +139,8 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
                "resumed_at_steps": state["resumed_at"],
                "epochs": stage["epochs"], "train_seconds": seconds, "world_size": world,
                "eval_clips": stage["eval_clips"],
+               "train_subset": None if train_ids is None else {
+                   "list": str(train_ids), "missing_clips": train_set.missing},
                **evaluate(engine.module, test_set, stage, engine.device, dtype)}
     if rank == 0:
         write_run_config(out_dir, settings, deepspeed=ds_config, features=str(features_dir),

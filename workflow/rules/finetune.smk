@@ -1,16 +1,24 @@
 # Finetuning of a pretrained encoder on {target} for audio, video or audiovisual input.
+# A target with an `as500k` entry (AudioSet) trains on that class-balanced subset, as the
+# paper does (MBT's AS-500K); the test split is the dataset's own.
+
+
+def train_subset(target):
+    return [f"results/data/{target}/as500k.csv"] if "as500k" in dataset_config(target) else []
 
 
 rule finetune:
     input:
         model="results/pretrain/{run}/model.pt",
         meta=lambda w: features_meta(w.target),
+        subset=lambda w: train_subset(w.target),
     output:
         metrics="results/finetune/{run}/{target}_{modality}/metrics.json",
     params:
         settings=lambda w: as_json(finetune_settings(config, run_of(w), w.target)),
         features="results/features/{target}",
         out="results/finetune/{run}/{target}_{modality}",
+        subset=lambda w: shlex.join(["--train-ids", *train_subset(w.target)]) if train_subset(w.target) else "",
     wildcard_constraints:
         target="[a-z0-9]+",
     threads: config["threads"]["train"]
@@ -26,4 +34,4 @@ rule finetune:
         " --gpus {resources.gpu} --cpus-per-task {threads} --"
         " avmae finetune --features {params.features} --pretrained {input.model}"
         " --modality {wildcards.modality} --settings {params.settings:q}"
-        " --out {params.out} --threads {threads} > {log} 2>&1"
+        " --out {params.out} --threads {threads} {params.subset} > {log} 2>&1"
