@@ -1,10 +1,18 @@
-"""Shared fixtures: a tiny feature folder in the layout ``features.extract`` writes."""
+"""Shared fixtures: a tiny feature folder in the layout ``features.extract`` writes, and
+copies of the workflow with a shrunken config for the end-to-end tests."""
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 LABEL_META = {
@@ -80,3 +88,37 @@ def tiny_settings():
                                          "weight_decay": 0.0},
                               grad_clip=1.0, label_smoothing=0.1, drop_path=0.1, eval_clips=2,
                               layer_decay=0.75, mbt={"bottlenecks": 4, "fusion_layer": 1})}
+
+
+def copy_workflow(dst: Path) -> dict:
+    """Copy the Snakefile, workflow/ and config/ into ``dst``; returns the default config to edit
+    (write it back with :func:`write_config`)."""
+    shutil.copy(ROOT / "Snakefile", dst)
+    for folder in ("workflow", "config"):
+        shutil.copytree(ROOT / folder, dst / folder)
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def write_config(dst: Path, cfg: dict) -> None:
+    (dst / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def shrink(cfg: dict, epochs: int = 1, micro_batch_size: int = 8) -> dict:
+    """The toy VGGSound chain in minutes: 4 clips per class, a 2-layer transformer, batch 8."""
+    cfg["datasets"]["vggsound"]["toy"].update(clips_per_class=4, test_fraction=0.5)
+    cfg["sizes"]["toy"] = {"encoder": {"width": 16, "depth": 2, "heads": 2, "mlp_dim": 32},
+                           "decoder": {"width": 16, "depth": 1, "heads": 2, "mlp_dim": 32}}
+    cfg["model"]["joint_layers"] = 1
+    for stage in ("pretrain", "finetune"):
+        cfg[stage].update(epochs=epochs, batch_size=8, micro_batch_size=micro_batch_size, warmup_epochs=0.5)
+    cfg["finetune"]["eval_clips"] = 2
+    return cfg
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``snakemake --cores 2 ARGS`` in ``workdir``; fails the test with its output on an error."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args],
+                          cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+

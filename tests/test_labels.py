@@ -3,15 +3,13 @@ from list strings to index.csv, meta.json and the dataset's targets; then the to
 and EPIC sets end to end through the workflow's download and feature rules."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
-from test_workflow import ROOT, snakemake
+from conftest import copy_workflow, snakemake, write_config
 from torch.utils.data import DataLoader
 
 from avmae.data.dataset import AVClipDataset
@@ -167,15 +165,12 @@ def test_labels_that_do_not_fit_the_kind_stop_extraction(tmp_path):
 def test_toy_audioset_and_epic_through_the_workflow(tmp_path):
     """Toy generation, split, sharded download, merge and features for the two new toy
     sets on a shrunken config (as tests/test_workflow.py does for VGGSound)."""
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    for folder in ("workflow", "config"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg = copy_workflow(tmp_path)
     cfg["datasets"]["audioset"]["toy"].update(unbalanced=6, balanced_per_class=1, eval_per_class=1)
     cfg["datasets"]["audioset"]["as500k"]["size"] = 5
     cfg["datasets"]["epic"]["toy"].update(train_participants=1, unseen_participants=1,
                                           videos_per_participant=1, segments_per_video=2)
-    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    write_config(tmp_path, cfg)
     targets = ["results/features/audioset/meta.json", "results/features/epic/meta.json",
                "results/data/audioset/as500k.csv"]
     snakemake(tmp_path, *targets)

@@ -4,7 +4,6 @@ dry run of `all` that plans every pretraining run once."""
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import ROOT, copy_workflow
 
 from avmae.config import PretrainRun
 from avmae.models.avmae import AVMAE, ModelConfig
@@ -24,7 +24,6 @@ from avmae.report.figures import (epochs_figure, loss_curves_figure, reconstruct
 from avmae.report.specs import TABLES, pretrain_runs, spec_inputs, table_spec
 from avmae.report.tables import build_table, read_metric, write_spec_table
 
-ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT.parent / "shared" / "paper" / "audiovisual-masked-autoencoders.txt"
 TOY = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 PAPER_CFG = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
@@ -306,9 +305,7 @@ def dry_run(workdir: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory):
     wd = tmp_path_factory.mktemp("report_wf")
-    shutil.copy(ROOT / "Snakefile", wd)
-    shutil.copytree(ROOT / "workflow", wd / "workflow")
-    shutil.copytree(ROOT / "config", wd / "config")
+    copy_workflow(wd)
     return wd
 
 

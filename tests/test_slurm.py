@@ -23,12 +23,12 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
+from conftest import copy_workflow, shrink, write_config
 from slurm_cluster import SlurmCluster, missing_binaries
 
 from avmae.config import PretrainRun, pretrain_settings
 from avmae.train import launch
 
-ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Launcher variables a test process may carry from in-process training runs.
 DATA_RULES = {"toy_dataset", "split_list", "download_shard", "download", "features"}
@@ -155,22 +155,13 @@ def test_teardown_ends_running_jobs_and_daemons(tmp_path):
 
 
 def shrunken_workdir(dst: Path) -> Path:
-    """A copy of the workflow, config shrunk to minutes (as tests/test_workflow.py), one Table 1 row."""
-    shutil.copy(ROOT / "Snakefile", dst)
-    shutil.copytree(ROOT / "workflow", dst / "workflow")
-    shutil.copytree(ROOT / "config", dst / "config")
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["datasets"]["vggsound"]["toy"].update(clips_per_class=4, test_fraction=0.5)
+    """A copy of the workflow with the shrunken config of the end-to-end tests, one Table 1
+    row, one download shard, and micro batch 4: 2 ranks x 4 and 1 rank x 4 x 2 accumulation
+    take the same steps."""
+    cfg = shrink(copy_workflow(dst), epochs=2, micro_batch_size=4)
     cfg["download"]["shards"] = 1
-    cfg["sizes"]["toy"] = {"encoder": {"width": 16, "depth": 2, "heads": 2, "mlp_dim": 32},
-                           "decoder": {"width": 16, "depth": 1, "heads": 2, "mlp_dim": 32}}
-    cfg["model"]["joint_layers"] = 1
-    for stage in ("pretrain", "finetune"):
-        # micro batch 4: 2 ranks x 4 and 1 rank x 4 x 2 accumulation take the same steps
-        cfg[stage].update(epochs=2, batch_size=8, micro_batch_size=4, warmup_epochs=0.5)
-    cfg["finetune"]["eval_clips"] = 2
     cfg["tables"]["table1"]["rows"] = [["mid", "shared"]]
-    (dst / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    write_config(dst, cfg)
     return dst
 
 

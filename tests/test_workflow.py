@@ -1,42 +1,20 @@
 """End to end: `snakemake table1` on a shrunken toy config, then a partial rerun."""
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args],
-                          cwd=workdir, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+from conftest import copy_workflow, shrink, snakemake, write_config
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A copy of the workflow with a config shrunk to a couple of minutes."""
     wd = tmp_path_factory.mktemp("wf")
-    shutil.copy(ROOT / "Snakefile", wd)
-    shutil.copytree(ROOT / "workflow", wd / "workflow")
-    shutil.copytree(ROOT / "config", wd / "config")
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["datasets"]["vggsound"]["toy"]["clips_per_class"] = 4
-    cfg["datasets"]["vggsound"]["toy"]["test_fraction"] = 0.5
-    cfg["sizes"]["toy"] = {"encoder": {"width": 16, "depth": 2, "heads": 2, "mlp_dim": 32},
-                           "decoder": {"width": 16, "depth": 1, "heads": 2, "mlp_dim": 32}}
-    cfg["model"]["joint_layers"] = 1
-    for stage in ("pretrain", "finetune"):
-        cfg[stage].update(epochs=1, batch_size=8, micro_batch_size=8, warmup_epochs=0.5)
-    cfg["finetune"]["eval_clips"] = 2
+    cfg = shrink(copy_workflow(wd))
     cfg["tables"]["table1"]["rows"] = [["mid", "shared"], ["early", "shared"], ["mid", "shared"]]
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    write_config(wd, cfg)
     snakemake(wd, "table1")
     return wd
 
