@@ -58,19 +58,22 @@ def _local(entry):
 def list_files(name):
     """The dataset's URL lists as (split or None, path): generated for toy sets (see
     TOY_LISTS), from `list` or `lists` in the config otherwise."""
-    ds = dataset_config(name)
     if is_toy(name):
         fmt = dataset_format(name)
         if fmt not in TOY_LISTS:
             raise ValueError(f"datasets.{name}: no toy generator for format {fmt!r}")
         return [(split, f"{toy_lists_dir(name)}/{file}") for split, file in TOY_LISTS[fmt]]
+    return [(split, _local(entry)) for split, entry in list_entries(name)]
+
+
+def list_entries(name):
+    """(split or None, entry) of a downloaded dataset's `list` or `lists`, entries as the
+    config gives them (a path, or {path, url})."""
+    ds = dataset_config(name)
     if "list" in ds:
-        return [(None, _local(ds["list"]))]
-    files = []
-    for split, entries in ds["lists"].items():
-        for entry in entries if isinstance(entries, list) else [entries]:
-            files.append((split, _local(entry)))
-    return files
+        return [(None, ds["list"])]
+    return [(split, entry) for split, entries in ds["lists"].items()
+            for entry in (entries if isinstance(entries, list) else [entries])]
 
 
 def classes_file(name):

@@ -12,9 +12,8 @@ def fetchable_lists():
     for name, ds in config["datasets"].items():
         if ds.get("toy") is not None:
             continue
-        entries = [ds[k] for k in ("list", "classes") if ds.get(k) is not None]
-        for value in ds.get("lists", {}).values():
-            entries += value if isinstance(value, list) else [value]
+        entries = [entry for _, entry in list_entries(name)]
+        entries += [ds["classes"]] if ds.get("classes") is not None else []
         found.update({e["path"]: e for e in entries if isinstance(e, dict) and "url" in e})
     return found
 
