@@ -12,6 +12,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common_results.smk"
 
 
 # The whole paper: every table (CSV, Markdown, LaTeX) and every figure.

@@ -72,10 +72,13 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def model_settings(config: dict, run: PretrainRun) -> dict:
     """The ``ModelConfig`` fields of a run (``model``, with ``model.by_dataset[run.dataset]``
-    merged over it, e.g. AudioSet's audio mask ratio)."""
+    merged over it, e.g. AudioSet's audio mask ratio). ``joint_layers`` is kept only for a
+    mid-fusion encoder, the one that uses it, so editing it reruns only mid-fusion runs."""
     model = copy.deepcopy(config["model"])
     model.pop("size")  # the run names its own size
     model = deep_merge(model, model.pop("by_dataset", {}).get(run.dataset, {}))
+    if run.encoder != "mid":
+        model.pop("joint_layers", None)
     if run.size not in config["sizes"]:
         raise KeyError(f"model size {run.size!r} is not defined under 'sizes' in the config")
     return {**model, **copy.deepcopy(config["sizes"][run.size]), "encoder_strategy": run.encoder,

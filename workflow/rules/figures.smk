@@ -1,20 +1,6 @@
 # Figures (results/figures/*.{png,pdf}): reconstructions of the Table 2 models, pretraining
 # and finetuning loss curves, and Table 5 as accuracy against pretraining epochs.
-from avmae.config import default_run
-from avmae.report.specs import OBJECTIVE_LABELS, finetune_metrics
-
-
-def figure_files(*names):
-    return [f"results/figures/{name}.{ext}" for name in names for ext in ("png", "pdf")]
-
-
-def table2_runs():
-    t = config["tables"]["table2"]
-    return {o: default_run(config, t["encoder"], t["decoder"], o) for o in t["objectives"]}
-
-
-def figure_settings():
-    return config["tables"].get("figures", {})
+# Helpers: common_results.smk.
 
 
 rule figure_reconstruction:
@@ -22,7 +8,7 @@ rule figure_reconstruction:
         model=lambda w: f"results/pretrain/{table2_runs()[w.objective].name}/model.pt",
         meta=features_meta(config["pretrain"]["dataset"]),
     output:
-        figure_files("reconstruction_{objective}"),
+        figure_output("reconstruction_{objective}", "reconstruction", "Reconstructions"),
     params:
         settings=lambda w: as_json(pretrain_settings(config, table2_runs()[w.objective])),
         features=lambda w, input: os.path.dirname(input.meta),
@@ -31,6 +17,8 @@ rule figure_reconstruction:
         title=lambda w: OBJECTIVE_LABELS[w.objective],
     wildcard_constraints:
         objective="|".join(OBJECTIVE_LABELS),
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/figures/log/reconstruction_{objective}.log",
     shell:
@@ -39,29 +27,15 @@ rule figure_reconstruction:
         " --title {params.title:q} --out results/figures/reconstruction_{wildcards.objective} > {log} 2>&1"
 
 
-def pretrain_curves():
-    t1 = {f"{r.encoder}-{r.decoder}": f"results/pretrain/{r.name}/metrics.json" for r in table1_runs(config)}
-    t2 = {OBJECTIVE_LABELS[o]: f"results/pretrain/{r.name}/metrics.json" for o, r in table2_runs().items()}
-    return {"Table 1: encoder-decoder": t1, "Table 2: objectives": t2}
-
-
-def finetune_curves():
-    target = config["pretrain"]["dataset"]
-    return {label: {OBJECTIVE_LABELS[o]: finetune_metrics(r, target, m) for o, r in table2_runs().items()}
-            for m, label in (("audio", "audio-only"), ("video", "video-only"), ("av", "audiovisual"))}
-
-
-def curve_files(groups):
-    return list(dict.fromkeys(p for lines in groups.values() for p in lines.values()))
-
-
 rule figure_pretrain_curves:
     input:
         curve_files(pretrain_curves()),
     output:
-        figure_files("pretrain_curves"),
+        figure_output("pretrain_curves", "pretrain_curves", "Loss curves"),
     params:
         curves=as_json(pretrain_curves()),
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/figures/log/pretrain_curves.log",
     shell:
@@ -73,10 +47,12 @@ rule figure_finetune_curves:
     input:
         curve_files(finetune_curves()),
     output:
-        figure_files("finetune_curves"),
+        figure_output("finetune_curves", "finetune_curves", "Loss curves"),
     params:
         curves=as_json(finetune_curves()),
         title=f"Finetuning loss of the Table 2 models (on {config['pretrain']['dataset']})",
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/figures/log/finetune_curves.log",
     shell:
@@ -88,9 +64,11 @@ rule figure_epochs:
     input:
         "results/tables/table5.csv",
     output:
-        figure_files("table5_epochs"),
+        figure_output("table5_epochs", "table5_epochs", "Table 5: pretraining epochs"),
     params:
         scale=config["tables"]["epoch_scale"],
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/figures/log/table5_epochs.log",
     shell:

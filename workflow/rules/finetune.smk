@@ -1,10 +1,7 @@
 # Finetuning of a pretrained encoder on {target} for audio, video or audiovisual input.
 # A target with an `as500k` entry (AudioSet) trains on that class-balanced subset, as the
-# paper does (MBT's AS-500K); the test split is the dataset's own.
-
-
-def train_subset(target):
-    return [f"results/data/{target}/as500k.csv"] if "as500k" in dataset_config(target) else []
+# paper does (MBT's AS-500K, train_subset in common_results.smk); the test split is the
+# dataset's own.
 
 
 rule finetune:
@@ -27,6 +24,8 @@ rule finetune:
         tasks=1,
         nodes=1,
         gpu=0,
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/finetune/{run}/{target}_{modality}/log/finetune.log",
     shell:

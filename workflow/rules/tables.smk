@@ -3,33 +3,26 @@
 # the run, finetuning target, modality, metric and paper value) is resolved from the
 # config's `tables:` section and passed as a parameter, so editing one table's settings
 # reruns that table alone. Runs are named by what defines them (avmae.config.PretrainRun),
-# so a run used by several tables is computed once.
-from avmae.report.specs import TABLES, spec_inputs, spec_json, table_spec, unimodal_run
-
-
-def spec_of(name):
-    return table_spec(config, name)
+# so a run used by several tables is computed once. Helpers: common_results.smk.
 
 
 rule table:
     input:
         lambda w: spec_inputs(spec_of(w.table)),
     output:
-        csv="results/tables/{table}.csv",
-        md="results/tables/{table}.md",
-        tex="results/tables/{table}.tex",
+        csv=table_output("csv"),
+        md=table_output("md"),
+        tex=table_output("tex"),
     params:
         spec=lambda w: spec_json(spec_of(w.table)),
     wildcard_constraints:
         table="|".join(TABLES),
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/tables/log/{table}.log",
     shell:
         "avmae table --spec {params.spec:q} --out results/tables/{wildcards.table} > {log} 2>&1"
-
-
-def table_files(*names):
-    return [f"results/tables/{name}.{ext}" for name in names for ext in ("csv", "md", "tex")]
 
 
 rule table1:
@@ -70,15 +63,6 @@ rule table7:
 # Sec. 4.2 baseline (Table 3): an AudioMAE's and a VideoMAE's encoders side by side in one
 # checkpoint, named as the AV-MAE with separate encoders and separate decoders (two
 # uncoupled MAEs, which rule pretrain refuses); rule finetune reads it like any run.
-def two_maes_inputs(wildcards):
-    run = run_of(wildcards)
-    if config["tables"]["table3"]["unimodal"][0] != "separate":
-        raise ValueError("tables.table3.unimodal: the Sec. 4.2 baseline merges unimodal MAEs with the "
-                         "'separate' encoder; set its encoder to separate (or baseline_epochs to null)")
-    return {m: f"results/pretrain/{unimodal_run(config, m, run.size, run.epochs).name}/model.pt"
-            for m in ("audio", "video")}
-
-
 ruleorder: two_maes > pretrain
 
 
@@ -92,6 +76,8 @@ rule two_maes:
     params:
         settings=lambda w: as_json({"model": pretrain_settings(config, run_of(w))["model"],
                                     "baseline": "two unimodal MAEs (paper Sec. 4.2)"}),
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/pretrain/{run}/log/two_maes.log",
     shell:
