@@ -12,7 +12,7 @@ from pathlib import Path
 FORMATS = ("vggsound", "audioset", "epic", "clips")
 
 
-def _read_lists(specs: list[str], fmt: str, classes: Path | None) -> list:
+def _read_lists(specs: list[str], fmt: str, classes: list[str] | None) -> list:
     from avmae.data.lists import SPLITS, read_list
 
     clips = []
@@ -26,14 +26,21 @@ def _read_lists(specs: list[str], fmt: str, classes: Path | None) -> list:
 
 def cmd_download(a) -> None:
     from avmae.data.download import ClientBlocked, Policy, download
+    from avmae.data.videos import download_videos
 
+    if not a.whole_videos and (a.checksums or a.keep_videos):
+        raise SystemExit("avmae download: --checksums and --keep-videos need --whole-videos")
     policy = Policy(retries=a.retries, backoff=a.backoff, max_backoff=a.max_backoff,
                     block_after=a.block_after, sleep=a.sleep, rate=a.rate, verify=not a.no_verify,
                     cookies=a.cookies, proxy=a.proxy, retry_unavailable=a.retry_unavailable)
+    common = {"workers": a.workers, "allow_file_urls": a.allow_file_urls,
+              "clip_seconds": a.clip_seconds, "policy": policy}
+    args = (_read_lists(a.list, a.format, a.classes), a.url_template, a.out, a.manifest)
     try:
-        download(_read_lists(a.list, a.format, a.classes), a.url_template, a.out, a.manifest,
-                 workers=a.workers, allow_file_urls=a.allow_file_urls,
-                 clip_seconds=a.clip_seconds, policy=policy)
+        if a.whole_videos:
+            download_videos(*args, checksums=a.checksums, keep_videos=a.keep_videos, **common)
+        else:
+            download(*args, **common)
     except ClientBlocked as e:
         raise SystemExit(f"stopped: {e}") from None
 
@@ -45,7 +52,7 @@ def cmd_split_list(a) -> None:
 
     clips = _read_lists(a.list, a.format, a.classes)
     write_shards(clips, a.shards, a.out)
-    paths = [spec.partition("=")[2] or spec for spec in a.list] + ([a.classes] if a.classes else [])
+    paths = [spec.partition("=")[2] or spec for spec in a.list + (a.classes or [])]
     write_json(a.out / "sources.json", [describe(p) for p in paths])  # which exact lists were used
     print(f"{len(clips)} clips -> {a.shards} shard list(s) in {a.out}")
 
@@ -81,11 +88,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     def lists(s, help_text):
         s.add_argument("--list", required=True, action="append", help=help_text)
         s.add_argument("--format", choices=FORMATS, default="vggsound")
-        s.add_argument("--classes", type=Path, help="AudioSet class_labels_indices.csv")
+        s.add_argument("--classes", action="append",
+                       help="AudioSet class_labels_indices.csv, or EPIC verb=PATH and noun=PATH "
+                            "(EPIC_100_{verb,noun}_classes.csv)")
 
     s = sub.add_parser("download", help="download the clips of a list with yt-dlp")
     lists(s, "[SPLIT=]PATH, repeatable")
-    s.add_argument("--url-template", required=True, help="URL with {id}, e.g. https://www.youtube.com/watch?v={id}")
+    s.add_argument("--url-template", required=True,
+                   help="URL with {id}, e.g. https://www.youtube.com/watch?v={id}; with "
+                        "--whole-videos, {id} or {path} (from --checksums)")
+    s.add_argument("--whole-videos", action="store_true",
+                   help="download each video once over HTTP and cut its clips locally (EPIC)")
+    s.add_argument("--checksums", type=Path,
+                   help="md5.csv of the EPIC download scripts: video paths and md5 sums")
+    s.add_argument("--keep-videos", action="store_true",
+                   help="keep the downloaded videos after cutting (default: delete them)")
     s.add_argument("--out", required=True, type=Path, help="folder for the clips")
     s.add_argument("--manifest", required=True, type=Path, help="CSV written with one row per clip")
     s.add_argument("--allow-file-urls", action="store_true", help="allow file:// URLs (toy data)")

@@ -49,6 +49,7 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,7 @@ def _section(info: dict, ydl: yt_dlp.YoutubeDL):
     yield {"start_time": start, "end_time": end}
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     """An exception as one readable line (yt-dlp prefixes 'ERROR: ' and may add colour)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
     text = re.sub(r"^ERROR:\s*", "", text)
@@ -283,14 +284,14 @@ class _Breaker:
                 self.stop.set()
 
 
-def _row(clip: Clip, end: float, status: str, path: str = "", reason: str = "",
-         attempts: int = 0, duration: float | None = None) -> dict:
+def manifest_row(clip: Clip, end: float, status: str, path: str = "", reason: str = "",
+                 attempts: int = 0, duration: float | None = None) -> dict:
     return {"id": clip.id, "start_seconds": clip.start, "end_seconds": end, "label": clip.label,
             "split": clip.split, "source": clip.source or "", "status": status, "path": path,
             "reason": reason, "attempts": attempts, "duration": duration}
 
 
-def _rejections(clips: list[Clip]) -> list[str | None]:
+def rejections(clips: list[Clip]) -> list[str | None]:
     """Why each clip is not downloaded at all (bad id, duplicate), or None."""
     reasons, seen = [], set()
     for clip in clips:
@@ -310,6 +311,97 @@ def journal_path(manifest_path: str | os.PathLike) -> Path:
     return manifest_path.with_name(manifest_path.stem + ".journal.jsonl")
 
 
+def check_template(url_template: str, allow_file_urls: bool, placeholders=("{id}",)) -> None:
+    """Refuse a template without any of ``placeholders``, or a file:// one unless allowed."""
+    if not any(p in url_template for p in placeholders):
+        raise ValueError(f"url_template {url_template!r} has no {' or '.join(placeholders)} "
+                         f"placeholder")
+    if urllib.parse.urlparse(url_template).scheme == "file" and not allow_file_urls:
+        raise ValueError(
+            f"url_template {url_template!r} is a file:// URL; pass allow_file_urls=True")
+
+
+def verified(path: Path, seconds: float, policy: Policy) -> tuple[str, str, str, float | None]:
+    """(status, path, reason, duration) of a kept clip file; one that fails verification
+    is deleted."""
+    if not policy.verify:
+        return "ok", str(path), "", None
+    try:
+        duration = verify_clip(path, seconds)
+    except VerifyError as e:
+        path.unlink(missing_ok=True)
+        return ("unavailable" if e.permanent else "failed"), "", f"verify: {e}", None
+    return "ok", str(path), "", duration
+
+
+class Batch:
+    """What the clips of one run share: the resume journal, pacing, retries with backoff,
+    the blocked-client breaker and the manifest. Both downloaders use one: sections with
+    yt-dlp (:func:`download`) and whole videos (:func:`avmae.data.videos.download_videos`)."""
+
+    def __init__(self, manifest_path: str | os.PathLike, policy: Policy):
+        self.manifest_path, self.policy = Path(manifest_path), policy
+        self.journal = Journal(journal_path(manifest_path))
+        self.before = self.journal.read()
+        self.pacer, self.breaker = _Pacer(policy.rate), _Breaker(policy.block_after)
+
+    def earlier(self, clip: Clip) -> dict | None:
+        """The journal row of a clip that needs no new try: ok (its file still there), or
+        unavailable (unless ``retry_unavailable``)."""
+        old = self.before.get((clip.id, clip.start))
+        if old and (old["status"] == "ok" and Path(old["path"]).is_file()
+                    or old["status"] == "unavailable" and not self.policy.retry_unavailable):
+            return old
+        return None
+
+    @property
+    def blocked(self) -> bool:
+        return self.breaker.stop.is_set()
+
+    def retry(self, attempt: Callable[[], tuple]) -> tuple[tuple, int]:
+        """Call ``attempt`` (it returns ``(status, ...)``), paced, until it does not end
+        ``failed`` or the retries are spent, with exponential backoff; return its last
+        result and the number of tries."""
+        policy = self.policy
+        for tries in range(1, policy.retries + 2):
+            self.pacer.wait(self.breaker.stop)
+            result = attempt()
+            if result[0] != "failed" or tries > policy.retries or self.blocked:
+                break
+            self.breaker.stop.wait(min(policy.max_backoff, policy.backoff * 2 ** (tries - 1)))
+        return result, tries
+
+    def ended(self, status: str) -> None:
+        """One download ended with ``status``: count it towards the breaker, then pause."""
+        self.breaker.record(status)
+        self.breaker.stop.wait(self.policy.sleep)
+
+    def map(self, work: Callable, items: list, workers: int, unit: str) -> list:
+        """``work`` over ``items`` on ``workers`` threads, in order, with a progress bar."""
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(tqdm(pool.map(work, items), total=len(items), desc="download", unit=unit))
+
+    def write(self, rows: list[dict]) -> pd.DataFrame:
+        """Write the manifest atomically and return it; raise :class:`ClientBlocked` after
+        writing it when the breaker tripped."""
+        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        with atomic_path(self.manifest_path) as tmp:
+            manifest.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
+        log.info("clips: %s; manifest %s", manifest.status.value_counts().to_dict(),
+                 self.manifest_path)
+        if self.blocked:
+            raise ClientBlocked(
+                f"{self.policy.block_after} downloads in a row failed transiently (last: "
+                f"{next((r['reason'] for r in reversed(rows) if r['attempts']), '?')}); the "
+                f"client looks rate-limited or blocked. Clips not tried are recorded as "
+                f"'failed', not 'unavailable'. Wait, or change --proxy/--cookies, then rerun: "
+                f"finished clips are skipped. Manifest: {self.manifest_path}")
+        return manifest
+
+
+NOT_TRIED = "not attempted: the client looks blocked"
+
+
 def download(clips: list[Clip], url_template: str, out_dir: str | os.PathLike,
              manifest_path: str | os.PathLike, workers: int = 2,
              allow_file_urls: bool = False, clip_seconds: float = 10.0,
@@ -323,71 +415,37 @@ def download(clips: list[Clip], url_template: str, out_dir: str | os.PathLike,
     blocked it is still written, then :class:`ClientBlocked` is raised.
     """
     policy = policy or Policy()
-    if "{id}" not in url_template:
-        raise ValueError(f"url_template {url_template!r} has no '{{id}}' placeholder")
-    if urllib.parse.urlparse(url_template).scheme == "file" and not allow_file_urls:
-        raise ValueError(
-            f"url_template {url_template!r} is a file:// URL; pass allow_file_urls=True")
+    check_template(url_template, allow_file_urls)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    journal = Journal(journal_path(manifest_path))
-    before = journal.read()
+    batch = Batch(manifest_path, policy)
     fetcher = _Fetcher(out_dir, allow_file_urls, policy)
-    pacer, breaker = _Pacer(policy.rate), _Breaker(policy.block_after)
 
     def attempt(clip: Clip, end: float) -> tuple[str, str, str, float | None]:
         """One try: (status, path, reason, duration)."""
         try:
             path = fetcher.fetch(clip, url_template.replace("{id}", clip.video), end)
         except Exception as e:  # noqa: BLE001 - any failure is recorded, the batch goes on
-            reason = _one_line(e)
+            reason = one_line(e)
             return classify(reason), "", reason, None
-        if not policy.verify:
-            return "ok", str(path), "", None
-        try:
-            duration = verify_clip(path, end - clip.start)
-        except VerifyError as e:
-            path.unlink(missing_ok=True)
-            return ("unavailable" if e.permanent else "failed"), "", f"verify: {e}", None
-        return "ok", str(path), "", duration
+        return verified(path, end - clip.start, policy)
 
     def work(item: tuple[Clip, str | None]) -> dict:
         clip, rejected = item
         end = clip.end if clip.end is not None else clip.start + clip_seconds
         if rejected:
-            return _row(clip, end, "unavailable", reason=rejected)
-        old = before.get((clip.id, clip.start))
-        if old and (old["status"] == "ok" and Path(old["path"]).is_file()
-                    or old["status"] == "unavailable" and not policy.retry_unavailable):
+            return manifest_row(clip, end, "unavailable", reason=rejected)
+        old = batch.earlier(clip)
+        if old:
             return old
-        if breaker.stop.is_set():
-            return _row(clip, end, "failed", reason="not attempted: the client looks blocked")
-        for tries in range(1, policy.retries + 2):
-            pacer.wait(breaker.stop)
-            status, path, reason, duration = attempt(clip, end)
-            if status != "failed" or tries > policy.retries or breaker.stop.is_set():
-                break
-            breaker.stop.wait(min(policy.max_backoff, policy.backoff * 2 ** (tries - 1)))
-        row = _row(clip, end, status, path, reason, tries, duration)
-        breaker.record(status)
-        journal.append(row)
-        breaker.stop.wait(policy.sleep)
+        if batch.blocked:
+            return manifest_row(clip, end, "failed", reason=NOT_TRIED)
+        (status, path, reason, duration), tries = batch.retry(lambda: attempt(clip, end))
+        row = manifest_row(clip, end, status, path, reason, tries, duration)
+        batch.journal.append(row)
+        batch.ended(status)
         return row
 
-    items = list(zip(clips, _rejections(clips)))
-    with contextlib.closing(fetcher), ThreadPoolExecutor(max_workers=workers) as pool:
-        rows = list(tqdm(pool.map(work, items), total=len(items), desc="download", unit="clip"))
-
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    with atomic_path(manifest_path) as tmp:
-        manifest.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
-    counts = manifest.status.value_counts().to_dict()
-    log.info("clips: %s; manifest %s", counts, manifest_path)
-    if breaker.stop.is_set():
-        raise ClientBlocked(
-            f"{policy.block_after} clips in a row failed transiently (last: "
-            f"{next((r['reason'] for r in reversed(rows) if r['attempts']), '?')}); the client "
-            f"looks rate-limited or blocked. Clips not tried are recorded as 'failed', not "
-            f"'unavailable'. Wait, or change --proxy/--cookies, then rerun: finished clips are "
-            f"skipped. Manifest: {manifest_path}")
-    return manifest
+    with contextlib.closing(fetcher):
+        rows = batch.map(work, list(zip(clips, rejections(clips))), workers, "clip")
+    return batch.write(rows)

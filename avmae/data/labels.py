@@ -23,9 +23,11 @@ turns ``index.csv`` into target arrays (:meth:`LabelSpace.targets`).
 - multi: ``classes`` are AudioSet mids, in ``class_labels_indices.csv`` order when that
   file is given (then ``class_names`` holds the display names, and an unknown mid is an
   error), else sorted; ``index.csv`` has ``label_indices``, the ``;``-joined indices.
-- verb_noun: EPIC's class ids *are* the head indices, as in the official evaluation:
-  ``verb_classes`` = ``0..max verb_class`` seen (97 verbs and 300 nouns on the full
-  lists), likewise ``noun_classes``; ``index.csv`` has ``verb_class`` and ``noun_class``.
+- verb_noun: EPIC's class ids *are* the head indices, as in the official evaluation.
+  With ``EPIC_100_{verb,noun}_classes.csv`` given (:class:`avmae.data.lists.EpicClasses`)
+  the heads have one output per listed class (97 verbs, 300 nouns) and ``verb_names`` /
+  ``noun_names`` hold their keys; without them ``verb_classes`` = ``0..max verb_class``
+  seen, likewise ``noun_classes``. ``index.csv`` has ``verb_class`` and ``noun_class``.
 
 A ``meta.json`` without ``label_kind`` (written before label kinds existed) is single-label.
 """
@@ -36,12 +38,11 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from avmae.data.lists import LABEL_SEP
+from avmae.data.lists import LABEL_SEP, EpicClasses, read_classes
 
 LABEL_KINDS = ("single", "multi", "verb_noun")  # the workflow picks one per list format (common.smk)
 VERB_NOUN = re.compile(r"verb:(\d+);noun:(\d+)")
@@ -78,13 +79,17 @@ class LabelSpace:
     class_names: tuple[str, ...] | None = None  # multi, from class_labels_indices.csv
     verb_classes: tuple[int, ...] = ()       # verb_noun
     noun_classes: tuple[int, ...] = ()
+    verb_names: tuple[str, ...] | None = None  # verb_noun, from EPIC_100_verb_classes.csv
+    noun_names: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ building one
     @classmethod
     def from_labels(cls, kind: str, labels: Sequence[str] | pd.Series,
-                    class_names: dict[str, str] | None = None, source: str = "labels") -> LabelSpace:
+                    class_names: dict[str, str] | EpicClasses | None = None,
+                    source: str = "labels") -> LabelSpace:
         """The classes of ``labels`` (one string per clip). ``class_names`` ({mid: name} in
-        index order, from ``read_audioset_classes``) fixes a multi-label class list. Bad
+        index order, from ``read_audioset_classes``) fixes a multi-label class list; an
+        :class:`EpicClasses` fixes the verb and noun classes. Bad
         labels raise :class:`LabelError` as ``{source}:{row}: reason``, row being a Series'
         index label (pass line numbers there) or the position in a plain sequence."""
         _check_kind(kind)
@@ -113,6 +118,16 @@ class LabelSpace:
                 raise LabelError(f"{source}:{row}: {e}") from None
             verbs.append(verb)
             nouns.append(noun)
+        if isinstance(class_names, EpicClasses):
+            for name, ids, known in (("verb", verbs, class_names.verbs),
+                                     ("noun", nouns, class_names.nouns)):
+                outside = next((i for i, c in enumerate(ids) if c >= len(known)), None)
+                if outside is not None:
+                    raise LabelError(f"{source}:{rows[outside][0]}: {name} class {ids[outside]} "
+                                     f"is not among the {len(known)} {name} classes")
+            return cls(kind, verb_classes=tuple(range(len(class_names.verbs))),
+                       noun_classes=tuple(range(len(class_names.nouns))),
+                       verb_names=class_names.verbs, noun_names=class_names.nouns)
         if not rows:
             return cls(kind)
         return cls(kind, verb_classes=tuple(range(max(verbs) + 1)),
@@ -124,8 +139,9 @@ class LabelSpace:
         try:
             _check_kind(kind)
             if kind == "verb_noun":
+                names = {key: tuple(meta[key]) for key in ("verb_names", "noun_names") if key in meta}
                 return cls(kind, verb_classes=tuple(meta["verb_classes"]),
-                           noun_classes=tuple(meta["noun_classes"]))
+                           noun_classes=tuple(meta["noun_classes"]), **names)
             names = meta.get("class_names")
             return cls(kind, classes=tuple(meta["classes"]),
                        class_names=tuple(names) if names is not None else None)
@@ -143,8 +159,11 @@ class LabelSpace:
     def meta(self) -> dict:
         """The meta.json entries: ``label_kind`` and the class list(s)."""
         if self.kind == "verb_noun":
-            return {"label_kind": self.kind, "verb_classes": list(self.verb_classes),
-                    "noun_classes": list(self.noun_classes)}
+            out = {"label_kind": self.kind, "verb_classes": list(self.verb_classes),
+                   "noun_classes": list(self.noun_classes)}
+            if self.verb_names is not None:
+                out.update(verb_names=list(self.verb_names), noun_names=list(self.noun_names))
+            return out
         out = {"label_kind": self.kind, "classes": list(self.classes)}
         if self.class_names is not None:
             out["class_names"] = list(self.class_names)
@@ -215,9 +234,8 @@ class LabelSpace:
         return out
 
 
-def read_class_names(path: str | os.PathLike | None) -> dict[str, str] | None:
-    """{mid: display name} of an AudioSet ``class_labels_indices.csv``, or None."""
-    if path is None:
-        return None
-    from avmae.data.lists import read_audioset_classes
-    return read_audioset_classes(Path(path))
+def read_class_names(classes) -> dict[str, str] | EpicClasses | None:
+    """The class lists of ``--classes``: {mid: display name} of an AudioSet
+    ``class_labels_indices.csv``, EPIC's verb and noun classes, or None (see
+    :func:`avmae.data.lists.read_classes`)."""
+    return read_classes(classes)

@@ -11,10 +11,13 @@ All three map to one record, :class:`Clip` (id, start, end, label(s), split, sou
 - EPIC-KITCHENS-100 ``EPIC_100_{train,validation}.csv``: a header row; one row per
   narrated action with ``HH:MM:SS.ff`` start/stop timestamps and verb/noun classes. The
   clip id is ``narration_id``; the video to fetch (``source``) is ``video_id``.
+  ``EPIC_100_{verb,noun}_classes.csv`` (``id,key,instances,category``) name the 97 verb
+  and 300 noun classes (:class:`EpicClasses`); when given, a class id outside them is a
+  row error.
 
 Writers produce each official format too (the toy generators use them):
 :func:`write_vggsound`, :func:`write_audioset` + :func:`write_audioset_classes`,
-:func:`write_epic` (with :func:`format_timestamp`).
+:func:`write_epic` (with :func:`format_timestamp`) + :func:`write_epic_classes`.
 
 A multi-label clip keeps its labels joined by ``;`` in ``label`` (no VGGSound class name,
 AudioSet id or EPIC class contains one); :attr:`Clip.labels` splits them. All malformed rows
@@ -23,6 +26,7 @@ of a file are reported together in one :class:`ListFormatError`; every other row
 
 from __future__ import annotations
 
+import ast
 import csv
 import math
 import os
@@ -41,6 +45,8 @@ AUDIOSET_HEADER = ("YTID", "start_seconds", "end_seconds", "positive_labels")
 EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "narration_timestamp",
                 "start_timestamp", "stop_timestamp", "start_frame", "stop_frame", "narration",
                 "verb", "verb_class", "noun", "noun_class", "all_nouns", "all_noun_classes")
+EPIC_CLASS_COLUMNS = ("id", "key", "instances", "category")
+EPIC_CLASS_KINDS = ("verb", "noun")
 CLIP_COLUMNS = ("id", "start_seconds", "end_seconds", "label", "split", "source")
 TIMESTAMP = re.compile(r"(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)")
 
@@ -75,7 +81,7 @@ class Clip:
         return self.source or self.id
 
 
-def _read_rows(path: Path, parse: Callable[[list[str]], Clip | None]) -> list[Clip]:
+def read_rows(path: Path, parse: Callable[[list[str]], Clip | None]) -> list[Clip]:
     """Parse every CSV row of ``path`` with ``parse``; collect all errors, then raise."""
     clips: list[Clip] = []
     errors: list[str] = []
@@ -130,7 +136,7 @@ def _vggsound_row(row: list[str]) -> Clip:
 
 def read_vggsound(path: str | os.PathLike) -> list[Clip]:
     """Parse a VGGSound CSV; raise ListFormatError listing all malformed rows."""
-    return _read_rows(Path(path), _vggsound_row)
+    return read_rows(Path(path), _vggsound_row)
 
 
 def _format_start(start: float) -> str:
@@ -165,7 +171,7 @@ def read_audioset_classes(path: str | os.PathLike) -> dict[str, str]:
         names[mid] = name
         return
 
-    _read_rows(path, parse)
+    read_rows(path, parse)
     return names
 
 
@@ -197,7 +203,7 @@ def read_audioset(path: str | os.PathLike, split: str = "train",
             raise ValueError(f"label id(s) {unknown} not in class_labels_indices.csv")
         return Clip(vid, start, LABEL_SEP.join(labels), split, end=end)
 
-    return _read_rows(Path(path), parse)
+    return read_rows(Path(path), parse)
 
 
 def write_audioset_classes(path: str | os.PathLike, classes: list[tuple[str, str]]) -> None:
@@ -270,10 +276,65 @@ def parse_timestamp(text: str) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def read_epic(path: str | os.PathLike, split: str = "train") -> list[Clip]:
+@dataclass(frozen=True)
+class EpicClasses:
+    """``EPIC_100_verb_classes.csv`` and ``EPIC_100_noun_classes.csv``: keys in id order."""
+
+    verbs: tuple[str, ...]
+    nouns: tuple[str, ...]
+
+
+def read_epic_classes(path: str | os.PathLike) -> tuple[str, ...]:
+    """``EPIC_100_{verb,noun}_classes.csv`` -> the class keys in id order. The header is
+    ``id,key,instances,category``; ids count 0, 1, ... row by row; ``instances`` is a
+    Python-list string of the class's words."""
+    path = Path(path)
+    keys: list[str] = []
+    rows: list[list[str]] = []  # the header, then every class row (an id counts each)
+
+    def parse(row: list[str]) -> None:
+        rows.append(row)
+        if len(rows) == 1:
+            if tuple(field.strip() for field in row) != EPIC_CLASS_COLUMNS:
+                raise ValueError(f"header {','.join(row)!r} is not {','.join(EPIC_CLASS_COLUMNS)!r}")
+            return
+        if len(row) != len(EPIC_CLASS_COLUMNS):
+            raise ValueError(f"expected 4 columns ({','.join(EPIC_CLASS_COLUMNS)}), got {len(row)}")
+        index, key, instances, _ = (field.strip() for field in row)
+        if not index.isdigit() or int(index) != len(rows) - 2:
+            raise ValueError(f"id {index!r} should be {len(rows) - 2}")
+        if not key:
+            raise ValueError("empty key")
+        try:
+            words = ast.literal_eval(instances)
+        except (ValueError, SyntaxError):
+            words = None
+        if not (isinstance(words, list) and words and all(isinstance(w, str) for w in words)):
+            raise ValueError(f"instances {instances!r} is not a list of strings like \"['take']\"")
+        keys.append(key)
+
+    read_rows(path, parse)
+    if not rows:
+        raise ListFormatError(f"{path}: empty file, expected the header {','.join(EPIC_CLASS_COLUMNS)}")
+    return tuple(keys)
+
+
+def write_epic_classes(path: str | os.PathLike, classes: list[tuple[str, str]]) -> None:
+    """Write ``EPIC_100_{verb,noun}_classes.csv`` from (key, category) pairs in id order,
+    each class's instances being its key alone, atomically."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(EPIC_CLASS_COLUMNS)
+        for index, (key, category) in enumerate(classes):
+            writer.writerow([index, key, repr([key]), category])
+
+
+def read_epic(path: str | os.PathLike, split: str = "train",
+              classes: EpicClasses | None = None) -> list[Clip]:
     """Parse ``EPIC_100_train.csv`` / ``EPIC_100_validation.csv`` (pass split="test").
 
-    label is ``verb:<verb_class>;noun:<noun_class>``, source the ``video_id``.
+    label is ``verb:<verb_class>;noun:<noun_class>``, source the ``video_id``. With
+    ``classes``, a class id outside them is a row error.
     """
     _split(split)
     columns: dict[str, int] = {}
@@ -296,13 +357,17 @@ def read_epic(path: str | os.PathLike, split: str = "train") -> list[Clip]:
         if stop <= start:
             raise ValueError(f"stop_timestamp {get['stop_timestamp']} is not after "
                              f"start_timestamp {get['start_timestamp']}")
-        for name in ("verb_class", "noun_class"):
+        for name, known in (("verb_class", classes and classes.verbs),
+                            ("noun_class", classes and classes.nouns)):
             if not get[name].isdigit():
                 raise ValueError(f"{name} {get[name]!r} is not a non-negative integer")
+            if known and int(get[name]) >= len(known):
+                raise ValueError(f"{name} {get[name]} is not among the {len(known)} classes "
+                                 f"of EPIC_100_{name.removesuffix('_class')}_classes.csv")
         label = f"verb:{int(get['verb_class'])}{LABEL_SEP}noun:{int(get['noun_class'])}"
         return Clip(get["narration_id"], start, label, split, end=stop, source=get["video_id"])
 
-    clips = _read_rows(Path(path), parse)
+    clips = read_rows(Path(path), parse)
     if not columns:
         raise ListFormatError(f"{path}: empty file, expected a header row")
     return clips
@@ -333,19 +398,45 @@ def read_clips(path: str | os.PathLike) -> list[Clip]:
         return Clip(vid, _seconds(start, "start_seconds"), label, _split(split),
                     end=_seconds(end, "end_seconds") if end else None, source=source or None)
 
-    return _read_rows(Path(path), parse)
+    return read_rows(Path(path), parse)
+
+
+def read_classes(specs) -> dict[str, str] | EpicClasses | None:
+    """The class lists named by ``--classes``: None or nothing -> None; one PATH -> an
+    AudioSet ``class_labels_indices.csv`` as {mid: display name}; ``verb=PATH`` and
+    ``noun=PATH`` -> EPIC's :class:`EpicClasses`. ``specs`` is one spec or a list."""
+    if isinstance(specs, (str, os.PathLike)):
+        specs = [specs]
+    specs = [str(spec) for spec in specs or ()]
+    if not specs:
+        return None
+    named = {kind: path for kind, sep, path in (spec.partition("=") for spec in specs)
+             if sep and kind in EPIC_CLASS_KINDS}
+    if not named and len(specs) == 1:
+        return read_audioset_classes(specs[0])
+    if len(named) != len(specs) or set(named) != set(EPIC_CLASS_KINDS):
+        raise ValueError(f"classes {specs}: expected one class_labels_indices.csv (AudioSet), or "
+                         f"verb=PATH and noun=PATH (EPIC_100_verb_classes.csv, "
+                         f"EPIC_100_noun_classes.csv)")
+    return EpicClasses(read_epic_classes(named["verb"]), read_epic_classes(named["noun"]))
 
 
 def read_list(path: str | os.PathLike, fmt: str = "vggsound", split: str = "train",
-              classes: str | os.PathLike | None = None) -> list[Clip]:
-    """Read any supported list; ``split`` is used by formats that do not carry one."""
+              classes=None) -> list[Clip]:
+    """Read any supported list; ``split`` is used by formats that do not carry one;
+    ``classes`` as :func:`read_classes` takes them (AudioSet and EPIC check labels
+    against them)."""
+    names = read_classes(classes)
+    if fmt in ("audioset", "epic") and names is not None \
+            and isinstance(names, EpicClasses) != (fmt == "epic"):
+        raise ValueError(f"classes {classes}: do not fit the {fmt} format (AudioSet: one "
+                         f"class_labels_indices.csv; EPIC: verb=PATH and noun=PATH)")
     if fmt == "vggsound":
         return read_vggsound(path)
     if fmt == "audioset":
-        names = read_audioset_classes(classes) if classes else None
         return read_audioset(path, split, names)
     if fmt == "epic":
-        return read_epic(path, split)
+        return read_epic(path, split, names)
     if fmt == "clips":
         return read_clips(path)
     raise ValueError(f"unknown list format {fmt!r}; expected one of {', '.join(FORMATS)}")

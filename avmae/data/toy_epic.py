@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avmae.data.lists import format_timestamp, write_epic
+from avmae.data.lists import format_timestamp, write_epic, write_epic_classes
 from avmae.data.toy import FPS, HEIGHT, SAMPLE_RATE, WIDTH, run_jobs, sound, write_mp4
 from avmae.io import write_json
 
@@ -64,6 +64,7 @@ VERBS = ((0, "take", "rise", None), (1, "put", "fall", None),
 NOUNS = ((0, "plate", "disc", 2000.0), (1, "cup", "cup", 2000.0),
          (2, "door", "panel", 300.0), (3, "drawer", "panel", 900.0))
 LIST_FILES = {"train": "EPIC_100_train.csv", "validation": "EPIC_100_validation.csv"}
+CLASS_FILES = {"verb": "EPIC_100_verb_classes.csv", "noun": "EPIC_100_noun_classes.csv"}
 SEGMENT_SECONDS = (8.5, 10.0)
 GAP_SECONDS = (1.0, 2.5)
 
@@ -298,7 +299,8 @@ def plan_epic(train_participants: int = 4, unseen_participants: int = 2, videos_
 def make_toy_epic(out_dir: str | os.PathLike, train_participants: int = 4, unseen_participants: int = 2,
                   videos_per_participant: int = 3, segments_per_video: int = 8, seed: int = 0,
                   workers: int = 2, media_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Write ``EPIC_100_train.csv``, ``EPIC_100_validation.csv`` and ``classes.json`` under
+    """Write ``EPIC_100_train.csv``, ``EPIC_100_validation.csv``, the class lists
+    ``EPIC_100_{verb,noun}_classes.csv`` (category "toy") and ``classes.json`` under
     ``out_dir``, and the videos as ``{media_dir}/{video_id}.mp4`` (default
     ``out_dir/media``); see :func:`plan_epic`. Deterministic in ``seed``; returns
     {"train"|"validation": path}.
@@ -323,6 +325,8 @@ def make_toy_epic(out_dir: str | os.PathLike, train_participants: int = 4, unsee
         paths[split] = out_dir / name
         write_epic(paths[split], [row for video in videos if video.split == split
                                   for row in annotation_rows(video)])
+    for kind, table in (("verb", VERBS), ("noun", NOUNS)):
+        write_epic_classes(out_dir / CLASS_FILES[kind], [(row[1], "toy") for row in table])
     write_json(out_dir / "classes.json", design(kitchens, videos))
     return paths
 
