@@ -7,11 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from avmae.data.balance import draw_balanced
 from avmae.data.lists import Clip, read_clips
-from avmae.data.shards import shard_of, split_clips
+from avmae.data.download import MANIFEST_COLUMNS
+from avmae.data.shards import publish, shard_of, split_clips
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -94,3 +96,23 @@ def test_bad_list_names_file_and_line(tmp_path):
                           capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and f"{bad}:2: start_seconds 'x' is not a number" in proc.stderr
     assert not (tmp_path / "l").exists()
+
+
+def test_publish_links_kept_clips_and_rewrites_their_paths(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    (work / "media").mkdir(parents=True)
+    (work / "media" / "-abc.mp4").write_bytes(b"clip")
+    rows = [{c: "" for c in MANIFEST_COLUMNS} | {"id": "-abc", "status": "ok", "path": str(work / "media" / "-abc.mp4")},
+            {c: "" for c in MANIFEST_COLUMNS} | {"id": "gone", "status": "unavailable", "reason": "private video"}]
+    pd.DataFrame(rows).to_csv(work / "manifest.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    manifest = publish(work / "manifest.csv", Path("out/manifest.csv"), Path("out/media"))
+    assert manifest.path.tolist() == ["out/media/-abc.mp4", ""]
+    assert pd.read_csv("out/manifest.csv", keep_default_na=False).equals(manifest)
+    linked = tmp_path / "out/media/-abc.mp4"
+    assert linked.read_bytes() == b"clip" and linked.stat().st_ino == (work / "media" / "-abc.mp4").stat().st_ino
+    # publishing again (a rerun) replaces the links
+    assert publish(work / "manifest.csv", Path("out/manifest.csv"), Path("out/media")).equals(manifest)
+    (work / "manifest.csv").write_text("id,status\nx,ok\n")
+    with pytest.raises(ValueError, match=r"work/manifest.csv: not a download manifest"):
+        publish(work / "manifest.csv", Path("out/m2.csv"), Path("out/media"))

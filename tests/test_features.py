@@ -10,7 +10,9 @@ import pytest
 import torch
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from avmae.data.features import DecodeError, Spec, decode_video, extract, log_mel, split_jpegs
+from avmae.data.dataset import AVClipDataset
+from avmae.data.features import (DecodeError, Spec, combine, decode_video, extract, extract_shard,
+                                 log_mel, split_jpegs)
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import read_vggsound
 from avmae.data.toy import SAMPLE_RATE, make_toy_vggsound, write_mp4
@@ -168,6 +170,45 @@ def test_array_format_and_worker_count_do_not_change_the_features(tmp_path):
         assert (tmp_path / "one" / "test" / name).read_bytes() == (tmp_path / "two" / "test" / name).read_bytes()
 
 
+def test_shards_combined_read_as_one_extraction(tmp_path, extracted):
+    """Four shards (one with no ok clip) joined by combine() give the one-shot set's
+    labels, statistics and items, rows numbered across the shard folders."""
+    out, meta, rows = extracted
+    manifest = pd.read_csv(out.parent / "manifest.csv")
+    pieces = [manifest.iloc[:5], manifest.iloc[5:11], manifest.iloc[11:], manifest[manifest.status != "ok"]]
+    assert (pieces[2].split == "test").any() and (pieces[0].split == "train").any()
+    shard_dirs = []
+    for i, piece in enumerate(pieces):
+        piece.to_csv(tmp_path / f"m{i}.csv", index=False)
+        shard_dirs.append(tmp_path / "features" / "shards" / f"{i:05d}")
+        extract_shard(tmp_path / f"m{i}.csv", shard_dirs[-1], clip_seconds=SECONDS, fps=FPS,
+                      short_side=SIDE, workers=1)
+    assert json.loads((shard_dirs[3] / "shard.json").read_text())["counts"] == {}
+    # the classes come from every row of the dataset's manifest, whatever each shard kept
+    joined = combine(out.parent / "manifest.csv", shard_dirs, tmp_path / "features")
+    assert joined["classes"] == meta["classes"]
+    ok_kept = sum(joined["counts"].values())
+    assert joined["parts"]["train"][0] == ["shards/00000", json.loads(
+        (shard_dirs[0] / "shard.json").read_text())["counts"]["train"]]
+    assert ok_kept == sum(json.loads((d / "shard.json").read_text())["counts"].get(s, 0)
+                          for d in shard_dirs for s in ("train", "test"))
+    one = AVClipDataset(out, "train", 2, 4, 16, 64, train=False)
+    many = AVClipDataset(tmp_path / "features", "train", 2, 4, 16, 64, train=False)
+    assert len(one) == len(many) and many.meta["audio_mean"] == pytest.approx(one.meta["audio_mean"])
+    for i in range(len(one)):
+        a, b = one[i], many[i]
+        assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["video"], b["video"])
+        assert a["label"] == b["label"]
+
+
+def test_combine_refuses_shards_of_other_sizes(tmp_path):
+    manifest, _ = _manifest(tmp_path, broken=False)
+    for name, side in (("a", SIDE), ("b", SIDE + 8)):
+        extract_shard(manifest, tmp_path / name, clip_seconds=SECONDS, fps=FPS, short_side=side)
+    with pytest.raises(ValueError, match=r"b/shard.json: sizes .* differ from"):
+        combine(manifest, [tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+
+
 def test_split_jpegs_finds_every_image():
     rng = np.random.default_rng(0)
     images = [encode_jpeg(torch.from_numpy(rng.integers(0, 256, (3, 16 + i, 24), dtype=np.uint8)), quality=q)
@@ -185,7 +226,7 @@ def test_manifest_without_ok_clips_is_an_error(tmp_path):
     path = tmp_path / "manifest.csv"
     pd.DataFrame([{"id": "a", "start_seconds": 0, "label": "x", "split": "train",
                    "status": "failed", "path": "", "reason": "404"}]).to_csv(path, index=False)
-    with pytest.raises(ValueError, match="no clip has status 'ok'"):
+    with pytest.raises(ValueError, match="no clip was extracted"):
         extract(path, tmp_path / "out")
 
 

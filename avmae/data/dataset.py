@@ -20,7 +20,9 @@ resume in between. Evaluation items are plain indices: ``num_clips`` windows spa
 linearly over each clip, carrying their clip ``index`` so that logits can be averaged
 per clip.
 
-The files are opened lazily, once per DataLoader worker (memory maps; nothing is
+A split's rows may live in several shard folders (``meta.json``'s ``parts``, one per
+download shard, see :func:`avmae.data.features.combine`); rows are numbered across them
+in order. The files are opened lazily, once per DataLoader worker (memory maps; nothing is
 read at construction), so the dataset works with any number of workers and
 ``pin_memory``; every item is a fresh contiguous tensor.
 """
@@ -66,9 +68,15 @@ class AVClipDataset(Dataset):
         self.video_format = self.meta.get("video_format", "array")
         if self.video_format not in VIDEO_FILES:
             raise ValueError(f"{self.dir / 'meta.json'}: unknown video_format {self.video_format!r}")
-        for name in ("audio.npy", *VIDEO_FILES[self.video_format]):
-            if not (split_dir / name).exists():
-                raise FileNotFoundError(f"{split_dir / name}: missing ({self.video_format} feature layout)")
+        self.parts = [self.dir / part / split for part, _ in self.meta["parts"][split]]
+        self.starts = np.cumsum([0] + [n for _, n in self.meta["parts"][split]])
+        if self.starts[-1] != len(self.index):
+            raise ValueError(f"{split_dir / 'index.csv'}: {len(self.index)} rows, but meta.json's "
+                             f"parts hold {self.starts[-1]}")
+        for part in self.parts:
+            for name in ("audio.npy", *VIDEO_FILES[self.video_format]):
+                if not (part / name).exists():
+                    raise FileNotFoundError(f"{part / name}: missing ({self.video_format} feature layout)")
         span = video_frames * video_stride
         if span > self.meta["video_frames"]:
             raise ValueError(f"video window of {span} frames exceeds the stored {self.meta['video_frames']}")
@@ -78,7 +86,7 @@ class AVClipDataset(Dataset):
             raise ValueError(f"crop {crop} exceeds the stored frame size {self.meta['short_side']}")
         if self.augment.eval_short_side is not None and crop > self.augment.eval_short_side:
             raise ValueError(f"crop {crop} exceeds augment.eval_short_side {self.augment.eval_short_side}")
-        self._audio = self._video = self._offsets = None  # opened lazily, once per DataLoader worker
+        self._opened = None  # per part (audio, video, offsets), opened lazily once per DataLoader worker
         # targets by label kind (avmae.data.labels): label | labels (multi-hot) | verb, noun
         self.label_space = LabelSpace.from_meta(self.meta, str(self.dir / "meta.json"))
         self.targets = self.label_space.targets(self.index, split_dir / "index.csv")
@@ -102,23 +110,27 @@ class AVClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index) * (1 if self.train else self.num_clips)
 
-    def _arrays(self):
-        if self._audio is None:
-            self._audio = np.load(self.split_dir / "audio.npy", mmap_mode="r")
-            if self.video_format == "jpeg":
-                path = self.split_dir / "video_jpeg.bin"
-                self._video = (np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size
-                               else np.zeros(0, np.uint8))  # a split whose every clip was skipped
-                self._offsets = np.load(self.split_dir / "video_jpeg_offsets.npy", mmap_mode="r")
-            else:
-                self._video = np.load(self.split_dir / "video.npy", mmap_mode="r")
-        return self._audio, self._video
+    def _arrays(self, clip: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(row within its part, the part's audio, video and JPEG offsets) of a clip."""
+        if self._opened is None:
+            self._opened = [self._open(part) for part in self.parts]
+        part = int(np.searchsorted(self.starts, clip, side="right")) - 1
+        return (clip - int(self.starts[part]), *self._opened[part])
 
-    def _frames(self, clip: int, frames: range, rng: np.random.Generator | None) -> torch.Tensor:
+    def _open(self, part: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        audio = np.load(part / "audio.npy", mmap_mode="r")
+        if self.video_format == "array":
+            return audio, np.load(part / "video.npy", mmap_mode="r"), None
+        path = part / "video_jpeg.bin"
+        video = (np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size
+                 else np.zeros(0, np.uint8))  # a part whose every clip was skipped
+        return audio, video, np.load(part / "video_jpeg_offsets.npy", mmap_mode="r")
+
+    def _frames(self, row: int, video: np.ndarray, offsets: np.ndarray | None, frames: range,
+                rng: np.random.Generator | None) -> torch.Tensor:
         """The window's frames, cropped (and resized, flipped): uint8 [T, 3, crop, crop]."""
-        _, video = self._arrays()
         if self.video_format == "jpeg":
-            off = self._offsets[clip]
+            off = offsets[row]
             data = [torch.from_numpy(np.array(video[off[f]:off[f + 1]])) for f in frames]
             full = torch.stack(decode_jpeg(data, mode=ImageReadMode.RGB))   # [T, 3, H, W]
             height, width = full.shape[-2:]
@@ -129,7 +141,7 @@ class AVClipDataset(Dataset):
         if self.video_format == "jpeg":
             return apply_box(full, box)
         # Arrays: read only the box from the memory map.
-        region = video[clip, frames.start:frames.stop:frames.step,
+        region = video[row, frames.start:frames.stop:frames.step,
                        box.top:box.top + box.height, box.left:box.left + box.width]
         region = torch.from_numpy(np.ascontiguousarray(region)).permute(0, 3, 1, 2)
         return apply_box(region, replace(box, top=0, left=0))
@@ -148,10 +160,11 @@ class AVClipDataset(Dataset):
             rng, view = np.random.default_rng([self.seed, epoch, clip]), 0
         else:
             (clip, view), rng = divmod(key, self.num_clips), None
-        audio_all, _ = self._arrays()
+        row, audio_all, video_all, offsets = self._arrays(clip)
         start = self._video_start(view, rng)
-        frames = self._frames(clip, range(start, start + self.video_frames * self.video_stride,
-                                          self.video_stride), rng)
+        frames = self._frames(row, video_all, offsets,
+                              range(start, start + self.video_frames * self.video_stride,
+                                    self.video_stride), rng)
         video = to_unit_range(frames)
         if rng is not None and self.augment.color is not None:
             video = color_augment(video, self.augment.color, rng)
@@ -160,7 +173,7 @@ class AVClipDataset(Dataset):
         centre = (start + self.video_frames * self.video_stride / 2) / self.fps * AUDIO_FPS
         a0 = int(round(centre - self.audio_frames / 2))
         a0 = min(max(a0, 0), self.meta["audio_frames"] - self.audio_frames)
-        audio = torch.from_numpy(audio_all[clip, a0:a0 + self.audio_frames].astype(np.float32))
+        audio = torch.from_numpy(audio_all[row, a0:a0 + self.audio_frames].astype(np.float32))
         audio = ((audio - self.meta["audio_mean"]) / self.meta["audio_std"]).unsqueeze(0)
         if rng is not None and self.augment.spec_augment is not None:
             audio = spec_augment(audio, self.augment.spec_augment, rng)

@@ -27,11 +27,18 @@ Storage (``video_format``):
 A clip that cannot be decoded (empty, corrupt or truncated file, missing stream, less
 than half the clip decoded, e.g. a video shorter than the training window) is listed
 in ``skipped.csv`` with its reason, and extraction goes on.
+
+The workflow extracts each download shard on its own (:func:`extract_shard`, one job per
+shard, clips in parallel threads) and :func:`combine` joins the shards into one feature
+set without copying them: labels, normalisation statistics and ``meta.json``, whose
+``parts`` say which shard folder holds which rows. :func:`extract` does both for one
+manifest.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 from collections import deque
@@ -57,6 +64,8 @@ FRAMES_PER_SECOND_AUDIO = 100  # 10 ms filterbank hop
 CHUNK = 64  # clips per read when computing statistics or compacting arrays
 VIDEO_FORMATS = ("jpeg", "array")
 VIDEO_FILES = {"jpeg": ("video_jpeg.bin", "video_jpeg_offsets.npy"), "array": ("video.npy",)}
+SHARD_FILE = "shard.json"
+SHARD_TOTALS = ("counts", "train_moments")  # the shard.json entries that differ between shards
 
 
 class DecodeError(RuntimeError):
@@ -266,8 +275,8 @@ def _ordered_map(fn, n: int, workers: int):
 
 
 def _read_manifest(manifest_path: Path) -> pd.DataFrame:
-    """All manifest rows, checked: missing columns, a bad split or no ok clip raise
-    ValueError naming the file (and the line)."""
+    """All manifest rows, checked: missing columns or a bad split raise ValueError naming
+    the file (and the line)."""
     df = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
@@ -278,8 +287,6 @@ def _read_manifest(manifest_path: Path) -> pd.DataFrame:
         line = bad.index[0] + 2  # 1-based, after the header line
         raise ValueError(
             f"{manifest_path}:{line}: split {bad['split'].iloc[0]!r} is not one of {SPLITS}")
-    if ok.empty:
-        raise ValueError(f"{manifest_path}: no clip has status 'ok'")
     return df
 
 
@@ -356,10 +363,10 @@ def _write_jpeg(paths: list[Path], split_dir: Path, spec: Spec, workers: int,
     return reasons
 
 
-def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, classes: LabelSpace,
-                   workers: int, video_format: str = "jpeg", jpeg_quality: int = 3
-                   ) -> tuple[int, list[dict]]:
-    """Write audio.npy, the video storage and index.csv of one split; return (count, skipped rows)."""
+def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, workers: int,
+                   video_format: str = "jpeg", jpeg_quality: int = 3) -> tuple[int, list[dict]]:
+    """Write audio.npy, the video storage and clips.csv (id, label, split; one row per
+    array row) of one split; return (count, skipped rows)."""
     split_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in rows["path"]]
     if video_format == "jpeg":
@@ -369,13 +376,8 @@ def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, classes: Lab
     for stale in VIDEO_FILES[next(f for f in VIDEO_FORMATS if f != video_format)]:
         (split_dir / stale).unlink(missing_ok=True)  # left by a run with the other format
     good = [i for i, r in enumerate(reasons) if r is None]
-
-    kept = rows.iloc[good]
-    index = pd.DataFrame({"id": kept["id"], "label": kept["label"],
-                          **classes.columns(kept["label"], source=f"manifest rows of {split_dir}"),
-                          "split": kept["split"]})
-    with atomic_path(split_dir / "index.csv") as tmp:
-        index.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
+    with atomic_path(split_dir / "clips.csv") as tmp:
+        rows.iloc[good][["id", "label", "split"]].to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
     skipped = [{"id": rows["id"].iloc[i], "split": rows["split"].iloc[i], "reason": r}
                for i, r in enumerate(reasons) if r is not None]
     return len(good), skipped
@@ -394,35 +396,29 @@ def _save_rows(scratch: np.memmap, keep: list[int], path: Path, scratch_path: Pa
         out.flush()
 
 
-def _mean_std(audio_path: Path) -> tuple[float, float]:
-    """Mean and standard deviation of every value of a log-mel array, read in chunks."""
+def _moments(audio_path: Path) -> list[float]:
+    """[count, sum, sum of squares] of every value of a log-mel array, read in chunks."""
     audio = np.load(audio_path, mmap_mode="r")
     total = total_sq = 0.0
     for start in range(0, len(audio), CHUNK):
         chunk = np.asarray(audio[start:start + CHUNK], dtype=np.float64)
         total += chunk.sum()
         total_sq += np.square(chunk).sum()
-    count = audio.size
-    mean = total / count
-    return float(mean), float(np.sqrt(max(total_sq / count - mean**2, 0.0)))
+    return [float(audio.size), total, total_sq]
 
 
-def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
-            clip_seconds: float = 10.0, fps: int = 25, short_side: int = 40,
-            sample_rate: int = 16000, n_mels: int = 128, workers: int = 2,
-            video_format: str = "jpeg", jpeg_quality: int = 3, labels: str = "single",
-            class_list: str | os.PathLike | None = None) -> dict:
-    """Extract features of the manifest's ok clips into ``out_dir``; return meta.json's content.
+def extract_shard(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
+                  clip_seconds: float = 10.0, fps: int = 25, short_side: int = 40,
+                  sample_rate: int = 16000, n_mels: int = 128, workers: int = 2,
+                  video_format: str = "jpeg", jpeg_quality: int = 3) -> dict:
+    """Extract the manifest's ok clips (one download shard) into ``out_dir``; return shard.json.
 
-    Writes ``{split}/audio.npy`` (float16 [N, clip_seconds*100, n_mels], raw log-mel),
-    the video storage (``video_format``, see the module docstring: ``video_jpeg.bin`` +
-    ``video_jpeg_offsets.npy``, or ``video.npy``), ``{split}/index.csv``
-    (id, label, the label columns, split; one row per array row), ``skipped.csv``
-    (id,split,reason) and, last, ``meta.json``. ``labels`` is the label kind (single,
-    multi, verb_noun) and ``class_list`` an AudioSet ``class_labels_indices.csv``; the
-    classes (:class:`avmae.data.labels.LabelSpace`: index columns and meta.json entries)
-    come from all manifest rows, so indices do not depend on which downloads failed.
-    ``audio_mean`` and ``audio_std`` are computed on the train split only (None when it is empty).
+    Writes per split ``{split}/audio.npy`` (float16 [N, clip_seconds*100, n_mels], raw
+    log-mel), the video storage (``video_format``, see the module docstring) and
+    ``{split}/clips.csv`` (id, label, split; one row per array row), then
+    ``skipped.csv`` (id, split, reason) and, last, ``shard.json``: the sizes, the clip
+    counts and the train split's log-mel moments, which :func:`combine` sums over shards.
+    A shard without ok clips is valid (all its downloads failed) and holds no split.
     """
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
     if video_format not in VIDEO_FORMATS:
@@ -431,24 +427,87 @@ def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
         raise ValueError(f"jpeg_quality {jpeg_quality} is not an ffmpeg mjpeg -q:v in 2..31")
     spec = Spec(clip_seconds, fps, short_side, sample_rate, n_mels)
     manifest = _read_manifest(manifest_path)
-    classes = LabelSpace.from_labels(labels, manifest["label"].set_axis(manifest.index + 2),
-                                     read_class_names(class_list), source=str(manifest_path))
     ok = manifest[manifest["status"] == "ok"]
-
     counts, skipped = {}, []
     for split in SPLITS:
         rows = ok[ok["split"] == split]
         if len(rows):
-            counts[split], lost = _extract_split(rows, out_dir / split, spec, classes, workers,
+            counts[split], lost = _extract_split(rows, out_dir / split, spec, workers,
                                                  video_format, jpeg_quality)
             skipped += lost
-
+    out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "skipped.csv") as tmp:
         pd.DataFrame(skipped, columns=["id", "split", "reason"]).to_csv(tmp, index=False)
-    mean, std = _mean_std(out_dir / "train" / "audio.npy") if counts.get("train") else (None, None)
-    meta = {**classes.meta(), **asdict(spec), "audio_frames": spec.audio_frames,
-            "video_frames": spec.video_frames, "video_format": video_format,
-            "jpeg_quality": jpeg_quality if video_format == "jpeg" else None, "counts": counts,
+    shard = {**asdict(spec), "audio_frames": spec.audio_frames, "video_frames": spec.video_frames,
+             "video_format": video_format,
+             "jpeg_quality": jpeg_quality if video_format == "jpeg" else None, "counts": counts,
+             "train_moments": _moments(out_dir / "train" / "audio.npy") if counts.get("train") else None}
+    write_json(out_dir / SHARD_FILE, shard)
+    return shard
+
+
+def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike],
+            out_dir: str | os.PathLike, labels: str = "single",
+            class_list: str | os.PathLike | None = None) -> dict:
+    """Join extracted shards into one feature set: ``{split}/index.csv``, ``skipped.csv``
+    and, last, ``meta.json``; return meta.json's content.
+
+    The classes (:class:`avmae.data.labels.LabelSpace`; ``labels`` is the label kind:
+    single, multi or verb_noun, ``class_list`` an AudioSet ``class_labels_indices.csv``)
+    come from every row of the dataset's manifest, so indices do not depend on which
+    downloads failed. ``index.csv`` has id, label, the label columns and split, one row
+    per clip in shard order; ``meta.json``'s ``parts`` maps each split to its shards
+    (folder relative to ``out_dir``, clips), and ``audio_mean``/``audio_std`` are those
+    of the train split (None when it is empty). The shards must share their sizes.
+    """
+    manifest_path, out_dir = Path(manifest_path), Path(out_dir)
+    manifest = _read_manifest(manifest_path)
+    classes = LabelSpace.from_labels(labels, manifest["label"].set_axis(manifest.index + 2),
+                                     read_class_names(class_list), source=str(manifest_path))
+    shards = [(Path(d), json.loads((Path(d) / SHARD_FILE).read_text())) for d in shard_dirs]
+    if not shards:
+        raise ValueError(f"{manifest_path}: no feature shard to combine")
+    sizes = {k: v for k, v in shards[0][1].items() if k not in SHARD_TOTALS}
+    for d, shard in shards[1:]:
+        other = {k: v for k, v in shard.items() if k not in SHARD_TOTALS}
+        if other != sizes:
+            raise ValueError(f"{d / SHARD_FILE}: sizes {other} differ from {shards[0][0] / SHARD_FILE}'s {sizes}")
+    if not any(shard["counts"] for _, shard in shards):
+        raise ValueError(f"{manifest_path}: no clip was extracted (none has status 'ok', or every one was skipped)")
+
+    parts, counts = {}, {}
+    for split in SPLITS:
+        held = [(d, shard["counts"][split]) for d, shard in shards if shard["counts"].get(split)]
+        if not held:
+            continue
+        rows = pd.concat([pd.read_csv(d / split / "clips.csv", dtype=str, keep_default_na=False)
+                          for d, _ in held], ignore_index=True)
+        index = pd.DataFrame({"id": rows["id"], "label": rows["label"],
+                              **classes.columns(rows["label"], source=f"{split} clips of {manifest_path}"),
+                              "split": rows["split"]})
+        with atomic_path(out_dir / split / "index.csv") as tmp:
+            index.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
+        parts[split] = [[os.path.relpath(d, out_dir), n] for d, n in held]
+        counts[split] = len(index)
+    skipped = pd.concat([pd.read_csv(d / "skipped.csv", dtype=str, keep_default_na=False)
+                         for d, _ in shards], ignore_index=True)
+    with atomic_path(out_dir / "skipped.csv") as tmp:
+        skipped.to_csv(tmp, index=False)
+    moments = np.sum([shard["train_moments"] for _, shard in shards if shard["train_moments"]], axis=0)
+    mean = std = None
+    if counts.get("train"):
+        n, total, total_sq = moments
+        mean = total / n
+        std = float(np.sqrt(max(total_sq / n - mean**2, 0.0)))
+    meta = {**classes.meta(), **sizes, "counts": counts, "parts": parts,
             "audio_mean": mean, "audio_std": std}
     write_json(out_dir / "meta.json", meta)
     return meta
+
+
+def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, labels: str = "single",
+            class_list: str | os.PathLike | None = None, **sizes) -> dict:
+    """:func:`extract_shard` and :func:`combine` of the whole manifest as one shard, in
+    ``out_dir``; ``sizes`` are extract_shard's options. Returns meta.json's content."""
+    extract_shard(manifest_path, out_dir, **sizes)
+    return combine(manifest_path, [out_dir], out_dir, labels, class_list)
