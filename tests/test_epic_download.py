@@ -24,10 +24,19 @@ SECONDS = 8
 
 
 class RangeLog(Handler):
-    """The shared test server's handler, recording each request's Range header per file."""
+    """The shared test server's handler, recording each request's Range header per file;
+    a range that starts at or after the end gets 416, as from a real server."""
 
     def do_GET(self):
-        self.server.ranges.setdefault(self.path.lstrip("/"), []).append(self.headers.get("Range"))
+        ranged = self.headers.get("Range")
+        self.server.ranges.setdefault(self.path.lstrip("/"), []).append(ranged)
+        start = int(ranged.removeprefix("bytes=").partition("-")[0]) if ranged else 0
+        if start and start >= len(self.server.video):
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(self.server.video)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         super().do_GET()
 
 
@@ -108,6 +117,23 @@ def test_resume_continues_a_part_with_a_range_request(server, tmp_path):
     assert server.ranges["P04_02.mp4"] == [None, f"bytes={first}-"]
     assert (videos / "P04_01.mp4").read_bytes() == (videos / "P04_02.mp4").read_bytes() == server.video
     assert sorted(p.name for p in videos.iterdir()) == ["P04_01.mp4", "P04_02.mp4"]  # no .part
+
+
+def test_resume_a_whole_part_and_drop_one_too_long(server, tmp_path):
+    """A job killed after the last byte but before the rename left a whole part (416, then
+    renamed); a part longer than the file (416) is deleted and the retry starts over."""
+    server.files.update(P06_01=server.video, P06_02=server.video)
+    videos = tmp_path / "media" / "videos"
+    videos.mkdir(parents=True)
+    (videos / "P06_01.mp4.part").write_bytes(server.video)
+    (videos / "P06_02.mp4.part").write_bytes(server.video + b"junk")
+    clips = [segment("P06_01_0", "P06_01", 2.0, 4.0), segment("P06_02_0", "P06_02", 2.0, 4.0)]
+    manifest = download_videos(clips, server.template, tmp_path / "media",
+                               tmp_path / "manifest.csv", workers=1, policy=FAST, keep_videos=True)
+    assert manifest.status.tolist() == ["ok", "ok"] and manifest.attempts.tolist() == [1, 2]
+    assert server.ranges["P06_01.mp4"] == [f"bytes={len(server.video)}-"]
+    assert server.ranges["P06_02.mp4"] == [f"bytes={len(server.video) + 4}-", None]
+    assert (videos / "P06_02.mp4").read_bytes() == server.video
 
 
 def test_md5_list_paths_and_mismatch(server, tmp_path):

@@ -8,7 +8,9 @@ failures are retried with exponential backoff; after ``block_after`` clips in a 
 ``failed``, the run stops and raises :class:`ClientBlocked` ("the client looks blocked")
 instead of burning through the list: the clips it did not try are recorded as ``failed``,
 never as ``unavailable``. Each kept clip is verified (it decodes, its duration is near the
-expected one, it has an audio stream); a clip that fails verification is deleted.
+expected one, it has an audio stream); a clip that fails verification is deleted. All of
+this bookkeeping is :class:`Batch`, which whole-video downloads share
+(:mod:`avmae.data.videos`: EPIC-KITCHENS from its own servers).
 
 Resume: each finished clip is appended to a journal (``<manifest>.journal.jsonl``) as soon
 as it ends, so a killed run loses at most the clips in flight. A rerun skips clips the

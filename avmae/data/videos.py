@@ -137,9 +137,12 @@ def fetch_video(url: str, dest: Path, md5: str | None, policy: Policy) -> None:
         response = _opener(policy).open(urllib.request.Request(url, headers=headers),
                                         timeout=policy.timeout)
     except urllib.error.HTTPError as e:
+        if e.code != 416 or not have:
+            raise
         # 416 on a Range request: nothing after the part, which is whole if its size is the file's
-        match = CONTENT_RANGE.fullmatch(e.headers.get("Content-Range", "")) if e.code == 416 else None
-        if not (have and match and int(match.group(2)) == have):
+        match = CONTENT_RANGE.fullmatch(e.headers.get("Content-Range", ""))
+        if not match or int(match.group(2)) != have:
+            part.unlink()  # it does not fit the file: the next try starts over
             raise
     else:
         with response, part.open("ab" if response.status == 206 else "wb") as f:
