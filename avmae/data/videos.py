@@ -170,15 +170,16 @@ def cut(source: Path, clip: Clip, end: float, out: Path) -> None:
     """Cut ``[clip.start, end)`` of ``source`` into ``out`` (re-encoded, see CUT_ARGS),
     atomically; raise RuntimeError with ffmpeg's last message."""
     seconds = end - clip.start
+    limit = max(120.0, 20 * seconds)
     with atomic_path(out) as tmp:
         cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y",
                "-ss", f"{clip.start:.3f}", "-i", f"file:{source}", "-t", f"{seconds:.3f}",
                *CUT_ARGS, f"file:{tmp}"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                                  timeout=max(120.0, 20 * seconds), check=False)
+                                  timeout=limit, check=False)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"cut: ffmpeg took over {max(120.0, 20 * seconds):.0f} s") from None
+            raise RuntimeError(f"cut: ffmpeg took over {limit:.0f} s") from None
         if proc.returncode != 0:
             tail = " ".join(proc.stderr.strip().splitlines()[-1:])
             raise RuntimeError(f"cut: ffmpeg exited with {proc.returncode}: {tail}")
