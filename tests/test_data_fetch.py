@@ -63,10 +63,10 @@ def test_the_workflow_fetches_a_configured_list_once(tmp_path):
 
     plan = snakemake("-n", "results/data/vggsound/shards/lists")
     assert plan.returncode == 0, plan.stderr[-2000:]
-    assert "fetch_list" in plan.stdout and "split_list" in plan.stdout
+    assert "rule fetch_list:" in plan.stdout and "rule split_list:" in plan.stdout
     run = snakemake("results/data/vggsound/shards/lists")
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "lists/vggsound.csv").read_bytes() == src.read_bytes()
     sources = json.loads((tmp_path / "results/data/vggsound/shards/lists/sources.json").read_text())
     assert sources[0]["sha256"] == overrides["datasets"]["vggsound"]["list"]["sha256"]
-    assert "fetch_list" not in snakemake("-n", "results/data/vggsound/shards/lists").stdout  # once
+    assert "rule fetch_list:" not in snakemake("-n", "results/data/vggsound/shards/lists").stdout  # once

@@ -31,7 +31,7 @@ from avmae.train import launch
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Launcher variables a test process may carry from in-process training runs.
-DATA_RULES = {"toy_dataset", "split_list", "download_shard", "download", "features"}
+DATA_RULES = {"toy_dataset", "split_list", "download_shard", "download", "features_shard", "features"}
 LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
                  "AVMAE_SINGLE_PROCESS", "AVMAE_INIT_METHOD")
 

@@ -35,7 +35,8 @@ def cmd_download(a) -> None:
                     cookies=a.cookies, proxy=a.proxy, retry_unavailable=a.retry_unavailable)
     common = {"workers": a.workers, "allow_file_urls": a.allow_file_urls,
               "clip_seconds": a.clip_seconds, "policy": policy}
-    args = (_read_lists(a.list, a.format, a.classes), a.url_template, a.out, a.manifest)
+    template = a.url_template.replace("{toy_media}", str(a.toy_media.resolve())) if a.toy_media else a.url_template
+    args = (_read_lists(a.list, a.format, a.classes), template, a.out, a.manifest)
     try:
         if a.whole_videos:
             download_videos(*args, checksums=a.checksums, keep_videos=a.keep_videos, **common)
@@ -43,6 +44,13 @@ def cmd_download(a) -> None:
             download(*args, **common)
     except ClientBlocked as e:
         raise SystemExit(f"stopped: {e}") from None
+
+
+def cmd_publish(a) -> None:
+    from avmae.data.shards import publish
+
+    manifest = publish(a.work_manifest, a.manifest, a.media)
+    print(f"{(manifest.status == 'ok').sum()} of {len(manifest)} clips -> {a.media}")
 
 
 def cmd_split_list(a) -> None:
@@ -97,6 +105,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--url-template", required=True,
                    help="URL with {id}, e.g. https://www.youtube.com/watch?v={id}; with "
                         "--whole-videos, {id} or {path} (from --checksums)")
+    s.add_argument("--toy-media", type=Path,
+                   help="folder that {toy_media} in --url-template stands for (toy sets: the "
+                        "command stays the same in every clone, as Snakemake's cache needs)")
     s.add_argument("--whole-videos", action="store_true",
                    help="download each video once over HTTP and cut its clips locally (EPIC)")
     s.add_argument("--checksums", type=Path,
@@ -121,6 +132,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--retry-unavailable", action="store_true",
                    help="try clips an earlier run found unavailable again")
     s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("publish-shard", help="link a finished shard's clips into its output folder")
+    s.add_argument("--work-manifest", required=True, type=Path, help="manifest written by download")
+    s.add_argument("--manifest", required=True, type=Path, help="manifest to write, with the new paths")
+    s.add_argument("--media", required=True, type=Path, help="folder the ok clips are linked into")
+    s.set_defaults(func=cmd_publish)
 
     s = sub.add_parser("split-list", help="split a list into N shard lists (hash of the video id)")
     lists(s, "[SPLIT=]PATH, repeatable")

@@ -2,6 +2,7 @@
 import json
 import os
 
+from avmae.provenance import code_digest
 from avmae.config import (
     RUN_CONSTRAINT,
     PretrainRun,
@@ -9,6 +10,15 @@ from avmae.config import (
     pretrain_settings,
     table1_runs,
 )
+
+
+# The code each stage runs (avmae.provenance): a param of every rule that is marked for,
+# or feeds, Snakemake's between-workflow cache, so entries are keyed by code as well as
+# by settings; editing that code reruns the stage.
+TOY_CODE = code_digest("avmae.data.toy")
+DATA_CODE = code_digest("avmae.data.commands")
+FEATURES_CODE = code_digest("avmae.data.features")
+PRETRAIN_CODE = code_digest("avmae.train.pretrain")
 
 
 wildcard_constraints:
@@ -45,7 +55,8 @@ TOY_LISTS = {
                  ("test", "eval_segments.csv")],
     "epic": [("train", "EPIC_100_train.csv"), ("test", "EPIC_100_validation.csv")],
 }
-TOY_CLASSES = {"audioset": "class_labels_indices.csv"}
+TOY_CLASSES = {"audioset": [(None, "class_labels_indices.csv")],
+               "epic": [("verb", "EPIC_100_verb_classes.csv"), ("noun", "EPIC_100_noun_classes.csv")]}
 # what the labels of each list format are (avmae features --labels)
 LABEL_KINDS = {"vggsound": "single", "audioset": "multi", "epic": "verb_noun", "clips": "single"}
 
@@ -76,28 +87,41 @@ def list_entries(name):
             for entry in (entries if isinstance(entries, list) else [entries])]
 
 
-def classes_file(name):
-    """AudioSet's class_labels_indices.csv of the dataset, or None."""
-    if is_toy(name):
-        file = TOY_CLASSES.get(dataset_format(name))
-        return f"{toy_lists_dir(name)}/{file}" if file else None
+def class_entries(name):
+    """(kind, entry) of a downloaded dataset's `classes`: AudioSet's one file (kind None),
+    or EPIC's {verb: ..., noun: ...}; entries as the config gives them (a path, or {path, url})."""
     entry = dataset_config(name).get("classes")
-    return _local(entry) if entry is not None else None
+    if entry is None:
+        return []
+    return list(entry.items()) if isinstance(entry, dict) and "path" not in entry else [(None, entry)]
+
+
+def class_files(name):
+    """(kind or None, path) of the dataset's class lists (a toy set: generated, TOY_CLASSES)."""
+    if is_toy(name):
+        return [(kind, f"{toy_lists_dir(name)}/{file}")
+                for kind, file in TOY_CLASSES.get(dataset_format(name), [])]
+    return [(kind, _local(entry)) for kind, entry in class_entries(name)]
+
+
+def classes_options(name):
+    """`--classes` options: PATH (AudioSet), or verb=PATH and noun=PATH (EPIC)."""
+    return [o for kind, path in class_files(name)
+            for o in ("--classes", f"{kind}={path}" if kind else path)]
 
 
 def classes_input(name):
-    """The input that provides classes_file (a toy set: its generated folder), or []."""
-    if classes_file(name) is None:
+    """The input that provides the class lists (a toy set: its generated folder), or []."""
+    if not class_files(name):
         return []
-    return [toy_lists_dir(name)] if is_toy(name) else [classes_file(name)]
+    return [toy_lists_dir(name)] if is_toy(name) else [path for _, path in class_files(name)]
 
 
 def list_inputs(name):
     """Input files of the rules that read the lists (a toy set: its generated folder)."""
     if is_toy(name):
         return [toy_lists_dir(name)]
-    files = [path for _, path in list_files(name)]
-    return files + ([classes_file(name)] if classes_file(name) else [])
+    return [path for _, path in list_files(name) + class_files(name)]
 
 
 def label_kind(name):
@@ -106,8 +130,12 @@ def label_kind(name):
 
 
 def url_template(name):
-    template = dataset_config(name)["url_template"]
-    return template.replace("{toy_media}", os.path.abspath(f"results/toy/{name}/media"))
+    """The dataset's url_template; `{toy_media}` in it stands for toy_media(name)."""
+    return dataset_config(name)["url_template"]
+
+
+def toy_media(name):
+    return f"results/toy/{name}/media"
 
 
 def features_meta(name):

@@ -23,9 +23,7 @@ def list_args(name, splits=None):
 
 
 def list_options(name, splits=None):
-    opts = ["--format", dataset_format(name)]
-    if classes_file(name):
-        opts += ["--classes", classes_file(name)]
+    opts = ["--format", dataset_format(name), *classes_options(name)]
     for arg in list_args(name, splits):
         opts += ["--list", arg]
     return shlex.join(opts)
@@ -45,7 +43,22 @@ def download_options(name):
             opts += [f"--{key.replace('_', '-')}", dl[key]]
     if is_toy(name) or url_template(name).startswith("file:"):  # generated or local copies
         opts.append("--allow-file-urls")
+    if "{toy_media}" in url_template(name):  # a relative path keeps the command clone-independent
+        opts += ["--toy-media", toy_media(name)]
+    videos = dataset_config(name).get("videos")
+    if videos is not None:  # whole videos, each downloaded once, segments cut locally (EPIC)
+        opts.append("--whole-videos")
+        for path in checksums_file(name):
+            opts += ["--checksums", path]
+        if videos.get("keep"):
+            opts.append("--keep-videos")
     return shlex.join(str(o) for o in opts)
+
+
+def checksums_file(name):
+    """[path] of a whole-video dataset's checksum list (`videos: checksums`, EPIC's md5.csv), or []."""
+    entry = (dataset_config(name).get("videos") or {}).get("checksums")
+    return [_local(entry)] if entry is not None else []
 
 
 # A toy set's generator is the one for its format: it writes the lists under their
@@ -53,10 +66,11 @@ def download_options(name):
 rule toy_dataset:
     output:
         lists=directory("results/toy/{dataset}/lists"),
-        media=directory("results/toy/{dataset}/media"),
+        media=directory(toy_media("{dataset}")),
     params:
         format=lambda w: dataset_format(w.dataset),
         options=lambda w: toy_options(w.dataset),
+        code=TOY_CODE,
     threads: config["threads"]["data"]
     log:
         "results/toy/{dataset}/log/toy.log",
@@ -73,32 +87,43 @@ rule split_list:
     params:
         lists=lambda w: list_options(w.dataset),
         shards=lambda w: n_shards(w.dataset),
+        code=DATA_CODE,
+    cache: "omit-software"
     log:
         "results/data/{dataset}/log/split_list.log",
     shell:
         "avmae split-list {params.lists} --shards {params.shards} --out {output} > {log} 2>&1"
 
 
-# Clip files and the resume journal live beside the declared output, so a failed or
-# killed job keeps them: a rerun skips the clips already verified.
+# A shard downloads into its work folder, where the clips and the resume journal outlive
+# a failed or killed job (a rerun skips the clips already verified); when it is done,
+# publish-shard links the kept clips into the declared output. Rules marked `cache:`
+# are shared between clones through Snakemake's between-workflow cache (README,
+# "Sharing results"): every value they depend on, their code included, is a param.
 rule download_shard:
     input:
         "results/data/{dataset}/shards/lists",
+        lambda w: checksums_file(w.dataset),
     output:
         manifest="results/data/{dataset}/shards/{shard}/manifest.csv",
+        media=directory("results/data/{dataset}/shards/{shard}/media"),
     wildcard_constraints:
         shard=r"\d{5}",
     params:
         list="results/data/{dataset}/shards/lists/{shard}.csv",
-        media="results/data/{dataset}/shards/{shard}/media",
+        work="results/data/{dataset}/work/{shard}",
         template=lambda w: url_template(w.dataset),
         options=lambda w: download_options(w.dataset),
+        code=DATA_CODE,
+    cache: "omit-software"
     threads: config["threads"]["data"]
     log:
         "results/data/{dataset}/log/download_{shard}.log",
     shell:
-        "avmae download --format clips --list {params.list} --url-template {params.template:q}"
-        " --out {params.media} --manifest {output.manifest} {params.options} > {log} 2>&1"
+        "(avmae download --format clips --list {params.list} --url-template {params.template:q}"
+        " --out {params.work}/media --manifest {params.work}/manifest.csv {params.options}"
+        " && avmae publish-shard --work-manifest {params.work}/manifest.csv"
+        " --manifest {output.manifest} --media {output.media}) > {log} 2>&1"
 
 
 rule download:
@@ -109,6 +134,8 @@ rule download:
         manifest="results/data/{dataset}/manifest.csv",
         report="results/data/{dataset}/availability.json",
         ids="results/data/{dataset}/clips_used.csv",
+    params:
+        code=DATA_CODE,
     log:
         "results/data/{dataset}/log/merge.log",
     shell:
@@ -127,6 +154,8 @@ rule as500k:
     params:
         lists=lambda w: list_options(w.dataset, splits=("train",)),
         subset=lambda w: dataset_config(w.dataset)["as500k"],
+        code=DATA_CODE,
+    cache: "omit-software"
     log:
         "results/data/{dataset}/log/as500k.log",
     shell:

@@ -1,33 +1,54 @@
-# Feature extraction: log-mel spectrograms (arrays) and 25 fps frames (JPEG shards or arrays).
+# Feature extraction: log-mel spectrograms (arrays) and 25 fps frames (JPEG shards or arrays),
+# one job per download shard, then one that joins them.
 # Labels follow the dataset's format: single (VGGSound), multi-hot (AudioSet, in the order
 # of class_labels_indices.csv) or verb + noun (EPIC); see avmae/data/labels.py.
 import shlex
 
 
 def label_options(name):
-    opts = ["--labels", label_kind(name)]
-    if classes_file(name):
-        opts += ["--classes", classes_file(name)]
-    return shlex.join(opts)
+    return shlex.join(["--labels", label_kind(name), *classes_options(name)])
 
 
+# One job per download shard, clips decoded in parallel threads within it.
+rule features_shard:
+    input:
+        manifest="results/data/{dataset}/shards/{shard}/manifest.csv",
+        media="results/data/{dataset}/shards/{shard}/media",
+    output:
+        directory("results/features/{dataset}/shards/{shard}"),
+    wildcard_constraints:
+        shard=r"\d{5}",
+    params:
+        f=config["features"],
+        code=FEATURES_CODE,
+    cache: "omit-software"
+    threads: config["threads"]["data"]
+    log:
+        "results/features/{dataset}/log/features_{shard}.log",
+    shell:
+        "avmae features-shard --manifest {input.manifest} --out {output}"
+        " --clip-seconds {params.f[clip_seconds]} --fps {params.f[fps]}"
+        " --short-side {params.f[short_side]} --sample-rate {params.f[sample_rate]}"
+        " --n-mels {params.f[n_mels]} --workers {threads}"
+        " --video-format {params.f[video_format]} --jpeg-quality {params.f[jpeg_quality]}"
+        " > {log} 2>&1"
+
+
+# Joins the shards without copying them: labels (from every row of the dataset's
+# manifest), train-split normalisation statistics, meta.json.
 rule features:
     input:
+        shards=lambda w: expand("results/features/{{dataset}}/shards/{shard}", shard=shard_names(w.dataset)),
         manifest="results/data/{dataset}/manifest.csv",
         classes=lambda w: classes_input(w.dataset),
     output:
         meta="results/features/{dataset}/meta.json",
     params:
-        f=config["features"],
         out="results/features/{dataset}",
         labels=lambda w: label_options(w.dataset),
-    threads: config["threads"]["data"]
+        code=FEATURES_CODE,
     log:
         "results/features/{dataset}/log/features.log",
     shell:
-        "avmae features --manifest {input.manifest} --out {params.out}"
-        " --clip-seconds {params.f[clip_seconds]} --fps {params.f[fps]}"
-        " --short-side {params.f[short_side]} --sample-rate {params.f[sample_rate]}"
-        " --n-mels {params.f[n_mels]} --workers {threads}"
-        " --video-format {params.f[video_format]} --jpeg-quality {params.f[jpeg_quality]}"
-        " {params.labels} > {log} 2>&1"
+        "avmae features-combine --manifest {input.manifest} --shards {input.shards}"
+        " --out {params.out} {params.labels} > {log} 2>&1"

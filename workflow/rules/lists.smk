@@ -13,7 +13,8 @@ def fetchable_lists():
         if ds.get("toy") is not None:
             continue
         entries = [entry for _, entry in list_entries(name)]
-        entries += [ds["classes"]] if ds.get("classes") is not None else []
+        entries += [entry for _, entry in class_entries(name)]
+        entries += [ds["videos"]["checksums"]] if (ds.get("videos") or {}).get("checksums") else []
         found.update({e["path"]: e for e in entries if isinstance(e, dict) and "url" in e})
     return found
 
@@ -32,6 +33,8 @@ if FETCHABLE:
             url=lambda w: FETCHABLE[w.listpath]["url"],
             sha256=lambda w: shlex.join(["--sha256", FETCHABLE[w.listpath]["sha256"]])
             if "sha256" in FETCHABLE[w.listpath] else "",
+            code=DATA_CODE,
+        cache: "omit-software"
         retries: 2
         shell:
             "avmae fetch-list --url {params.url:q} --out {output:q} {params.sha256}"

@@ -8,10 +8,15 @@ rule pretrain:
     output:
         model="results/pretrain/{run}/model.pt",
         metrics="results/pretrain/{run}/metrics.json",
+        config="results/pretrain/{run}/config.yaml",
     params:
         settings=lambda w: as_json(pretrain_settings(config, run_of(w))),
         features=lambda w: f"results/features/{run_of(w).dataset}",
         out="results/pretrain/{run}",
+        code=PRETRAIN_CODE,
+    # Checkpoints, steps.csv and TensorBoard events stay in the run folder (a rerun resumes
+    # from them); a run taken from the cache brings its model, metrics and config.
+    cache: "omit-software"
     threads: config["threads"]["train"]
     # DeepSpeed processes of one data-parallel group (SLURM tasks), the nodes they spread
     # over, and the job's GPUs. One process runs as is; more run as one srun step
