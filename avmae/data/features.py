@@ -447,13 +447,13 @@ def extract_shard(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
 
 
 def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike],
-            out_dir: str | os.PathLike, labels: str = "single",
-            class_list: str | os.PathLike | None = None) -> dict:
+            out_dir: str | os.PathLike, labels: str = "single", class_list=None) -> dict:
     """Join extracted shards into one feature set: ``{split}/index.csv``, ``skipped.csv``
     and, last, ``meta.json``; return meta.json's content.
 
     The classes (:class:`avmae.data.labels.LabelSpace`; ``labels`` is the label kind:
-    single, multi or verb_noun, ``class_list`` an AudioSet ``class_labels_indices.csv``)
+    single, multi or verb_noun; ``class_list`` the ``--classes`` values, see
+    :func:`avmae.data.labels.read_class_names`)
     come from every row of the dataset's manifest, so indices do not depend on which
     downloads failed. ``index.csv`` has id, label, the label columns and split, one row
     per clip in shard order; ``meta.json``'s ``parts`` maps each split to its shards
@@ -506,7 +506,7 @@ def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike
 
 
 def extract(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, labels: str = "single",
-            class_list: str | os.PathLike | None = None, **sizes) -> dict:
+            class_list=None, **sizes) -> dict:
     """:func:`extract_shard` and :func:`combine` of the whole manifest as one shard, in
     ``out_dir``; ``sizes`` are extract_shard's options. Returns meta.json's content."""
     extract_shard(manifest_path, out_dir, **sizes)
