@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from avmae.data import toy_epic
-from avmae.data.labels import LabelError, LabelSpace, read_class_names
+from avmae.data.labels import LabelError, LabelSpace
 from avmae.data.lists import (
     EpicClasses,
     ListFormatError,
@@ -73,7 +73,7 @@ def test_class_ids_outside_the_lists_are_row_errors():
 
 
 def test_heads_sized_and_named_by_the_class_lists():
-    classes = read_class_names(SPECS)
+    classes = read_classes(SPECS)
     space = LabelSpace.from_labels("verb_noun", ["verb:1;noun:2", "verb:0;noun:4"], classes)
     assert space.num_classes == (5, 5)
     meta = space.meta()

@@ -54,8 +54,8 @@ import torchaudio
 from tqdm import tqdm
 
 from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.labels import LabelSpace, read_class_names
-from avmae.data.lists import SPLITS
+from avmae.data.labels import LabelSpace
+from avmae.data.lists import SPLITS, read_classes
 from avmae.io import atomic_path, write_json
 
 MANIFEST_COLUMNS = ("id", "label", "split", "status", "path")
@@ -453,7 +453,7 @@ def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike
 
     The classes (:class:`avmae.data.labels.LabelSpace`; ``labels`` is the label kind:
     single, multi or verb_noun; ``class_list`` the ``--classes`` values, see
-    :func:`avmae.data.labels.read_class_names`)
+    :func:`avmae.data.lists.read_classes`)
     come from every row of the dataset's manifest, so indices do not depend on which
     downloads failed. ``index.csv`` has id, label, the label columns and split, one row
     per clip in shard order; ``meta.json``'s ``parts`` maps each split to its shards
@@ -463,7 +463,7 @@ def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
     manifest = _read_manifest(manifest_path)
     classes = LabelSpace.from_labels(labels, manifest["label"].set_axis(manifest.index + 2),
-                                     read_class_names(class_list), source=str(manifest_path))
+                                     read_classes(class_list), source=str(manifest_path))
     shards = [(Path(d), json.loads((Path(d) / SHARD_FILE).read_text())) for d in shard_dirs]
     if not shards:
         raise ValueError(f"{manifest_path}: no feature shard to combine")

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from avmae.data.lists import LABEL_SEP, EpicClasses, read_classes
+from avmae.data.lists import LABEL_SEP, EpicClasses
 
 LABEL_KINDS = ("single", "multi", "verb_noun")  # the workflow picks one per list format (common.smk)
 VERB_NOUN = re.compile(r"verb:(\d+);noun:(\d+)")
@@ -232,10 +232,3 @@ class LabelSpace:
                                  f"is not a class index in 0..{sizes[column] - 1}")
             out[keys[column]] = values.astype(np.int64)
         return out
-
-
-def read_class_names(classes) -> dict[str, str] | EpicClasses | None:
-    """The class lists of ``--classes``: {mid: display name} of an AudioSet
-    ``class_labels_indices.csv``, EPIC's verb and noun classes, or None (see
-    :func:`avmae.data.lists.read_classes`)."""
-    return read_classes(classes)
