@@ -11,6 +11,10 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# Front page of `snakemake --report results/report.html` (tables and figures: report() in their rules).
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/common_results.smk"
 
