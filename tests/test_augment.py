@@ -101,6 +101,12 @@ def test_eval_box_resizes_the_short_side_then_centre_crops():
         eval_box(40, 60, 32, short_side=16)
 
 
+def test_three_eval_crops_span_the_long_side():
+    assert [eval_box(40, 60, 16, None, p).left for p in (0, 0.5, 1)] == [0, 22, 44]
+    assert [eval_box(60, 40, 16, None, p).top for p in (0, 0.5, 1)] == [0, 22, 44]
+    assert {eval_box(60, 40, 16, None, p).left for p in (0, 0.5, 1)} == {12}
+
+
 def test_colour_augmentation():
     video = torch.rand(1, 3, 8, 8).repeat(4, 1, 1, 1) * 0.5 + 0.25   # 4 identical frames
     same = color_augment(video, Color(prob=0.0, grayscale_prob=0.0), rng())

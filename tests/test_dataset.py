@@ -110,6 +110,13 @@ def test_jpeg_frames_keep_their_aspect_and_crops_span_the_width(features_dir, tm
         other = square[(key + 2) % 12]["video"]
         err = (wide[key]["video"] - square[key]["video"]).abs().mean()
         assert err < 0.15 * (square[key]["video"] - other).abs().mean()
+    crops = AVClipDataset(jpeg_dir, "test", 4, 4, 16, 64, train=False, num_clips=2, num_crops=3)
+    assert len(crops) == 6 * 2 * 3 and crops.views == 6
+    left, centre, right = (crops[2 * 6 + 3 + c] for c in range(3))   # clip 2, second window
+    assert {item["index"] for item in (left, centre, right)} == {2}
+    assert torch.equal(centre["video"], wide[2 * 2 + 1]["video"])     # the middle crop is the centre one
+    assert torch.equal(left["audio"], centre["audio"])
+    assert not torch.equal(left["video"], right["video"])
     train = AVClipDataset(jpeg_dir, "train", 4, 4, 16, 64, train=True)
     lefts = {train_box(20, 40, 16, Augment(), np.random.default_rng([0, 0, c])).left for c in range(100)}
     assert max(lefts) > 4 and train[(0, 1)]["video"].shape == (3, 4, 16, 16)   # crops beyond the square

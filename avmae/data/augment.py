@@ -157,14 +157,20 @@ def train_box(height: int, width: int, crop: int, aug: Augment, rng: np.random.G
     return Box(top, left, box_h, box_w, crop, flip)
 
 
-def eval_box(height: int, width: int, crop: int, short_side: int | None) -> Box:
-    """Resize the short side to ``short_side`` (None: keep it), then take the centre crop."""
+def eval_box(height: int, width: int, crop: int, short_side: int | None, position: float = 0.5) -> Box:
+    """Resize the short side to ``short_side`` (None: keep it), then take a crop at
+    ``position`` along the long side (0: start, 0.5: centre, 1: end) and centred across it."""
     scale = 1.0 if short_side is None else short_side / min(height, width)
     box_h, box_w = min(height, round(crop / scale)), min(width, round(crop / scale))
     if crop / scale > min(height, width) + 0.5:
         raise ValueError(f"eval crop {crop} after resizing the short side to {short_side} "
                          f"does not fit the stored {height}x{width} frame")
-    return Box((height - box_h) // 2, (width - box_w) // 2, box_h, box_w, crop)
+    top, left = (height - box_h) // 2, (width - box_w) // 2
+    if height > width:
+        top = int(position * (height - box_h))
+    else:
+        left = int(position * (width - box_w))
+    return Box(top, left, box_h, box_w, crop)
 
 
 def apply_box(frames: torch.Tensor, box: Box) -> torch.Tensor:

@@ -17,7 +17,8 @@ Training items are addressed by ``(epoch, clip)`` keys (see
 augmentations from a generator seeded by ``(seed, epoch, clip)``: the same clip in the
 same epoch gets the same augmentation whatever the number of processes, workers, or a
 resume in between. Evaluation items are plain indices: ``num_clips`` windows spaced
-linearly over each clip, carrying their clip ``index`` so that logits can be averaged
+linearly over each clip, each seen through ``num_crops`` crops (1: the centre; 3: start,
+centre and end of the long side, as in 3-crop video testing), carrying their clip ``index`` so that logits can be averaged
 per clip.
 
 A split's rows may live in several shard folders (``meta.json``'s ``parts``, one per
@@ -53,6 +54,7 @@ class AVClipDataset(Dataset):
 
     def __init__(self, features_dir: str | Path, split: str, video_frames: int, video_stride: int,
                  crop: int, audio_frames: int, train: bool, num_clips: int = 1, seed: int = 0,
+                 num_crops: int = 1,
                  augment: Augment | dict | None = None):
         self.dir = Path(features_dir)
         self.meta = json.loads((self.dir / "meta.json").read_text())
@@ -63,6 +65,7 @@ class AVClipDataset(Dataset):
         self.split_dir = split_dir
         self.video_frames, self.video_stride, self.crop = video_frames, video_stride, crop
         self.audio_frames, self.train, self.num_clips, self.seed = audio_frames, train, num_clips, seed
+        self.num_crops = num_crops
         self.augment = augment if isinstance(augment, Augment) else Augment.from_config(augment)
         self.fps = self.meta["fps"]
         self.video_format = self.meta.get("video_format", "array")
@@ -108,7 +111,12 @@ class AVClipDataset(Dataset):
         return self.targets["labels"]
 
     def __len__(self) -> int:
-        return len(self.index) * (1 if self.train else self.num_clips)
+        return len(self.index) * (1 if self.train else self.views)
+
+    @property
+    def views(self) -> int:
+        """Evaluation items per clip: temporal windows x spatial crops."""
+        return self.num_clips * self.num_crops
 
     def _arrays(self, clip: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
         """(row within its part, the part's audio, video and JPEG offsets) of a clip."""
@@ -127,8 +135,9 @@ class AVClipDataset(Dataset):
         return audio, video, np.load(part / "video_jpeg_offsets.npy", mmap_mode="r")
 
     def _frames(self, row: int, video: np.ndarray, offsets: np.ndarray | None, frames: range,
-                rng: np.random.Generator | None) -> torch.Tensor:
-        """The window's frames, cropped (and resized, flipped): uint8 [T, 3, crop, crop]."""
+                rng: np.random.Generator | None, position: float | None) -> torch.Tensor:
+        """The window's frames, cropped (and resized, flipped): uint8 [T, 3, crop, crop];
+        training (``rng``): random box; evaluation: the crop at ``position`` (eval_box)."""
         if self.video_format == "jpeg":
             off = offsets[row]
             data = [torch.from_numpy(np.array(video[off[f]:off[f + 1]])) for f in frames]
@@ -137,7 +146,7 @@ class AVClipDataset(Dataset):
         else:
             height, width = video.shape[2:4]
         box = (train_box(height, width, self.crop, self.augment, rng) if rng is not None
-               else eval_box(height, width, self.crop, self.augment.eval_short_side))
+               else eval_box(height, width, self.crop, self.augment.eval_short_side, position))
         if self.video_format == "jpeg":
             return apply_box(full, box)
         # Arrays: read only the box from the memory map.
@@ -157,14 +166,16 @@ class AVClipDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         if self.train:
             epoch, clip = key if isinstance(key, tuple) else (0, key)
-            rng, view = np.random.default_rng([self.seed, epoch, clip]), 0
+            rng, view, position = np.random.default_rng([self.seed, epoch, clip]), 0, None
         else:
-            (clip, view), rng = divmod(key, self.num_clips), None
+            clip, view = divmod(key, self.views)
+            (view, crop_at), rng = divmod(view, self.num_crops), None
+            position = crop_at / (self.num_crops - 1) if self.num_crops > 1 else 0.5
         row, audio_all, video_all, offsets = self._arrays(clip)
         start = self._video_start(view, rng)
         frames = self._frames(row, video_all, offsets,
                               range(start, start + self.video_frames * self.video_stride,
-                                    self.video_stride), rng)
+                                    self.video_stride), rng, position)
         video = to_unit_range(frames)
         if rng is not None and self.augment.color is not None:
             video = color_augment(video, self.augment.color, rng)

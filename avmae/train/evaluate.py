@@ -38,9 +38,9 @@ def predict(model, data: AVClipDataset, batch_size: int, num_workers: int, devic
     shares = [s for s in shares if s is not None]
     all_index = np.concatenate([s[0] for s in shares])
     counts = np.bincount(all_index, minlength=len(data.index))
-    if (counts != data.num_clips).any():
+    if (counts != data.views).any():
         raise RuntimeError(f"evaluation covered clips {counts.min()}..{counts.max()} times, "
-                           f"expected {data.num_clips} views each")
+                           f"expected {data.views} views each")
     return average_views(np.concatenate([s[1] for s in shares]), all_index, len(data.index))
 
 

@@ -35,6 +35,7 @@ def dataset(features_dir, split: str, stage: dict, train: bool, seed: int) -> AV
     inp = stage["input"]
     return AVClipDataset(features_dir, split, inp["video_frames"], inp["video_stride"], inp["crop"],
                          inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed,
+                         num_crops=stage.get("eval_crops", 1),
                          augment=stage.get("augment"))  # finetune.augment; None: crop + flip
 
 
@@ -101,7 +102,7 @@ def scores(model: MBT, logits: np.ndarray, data: AVClipDataset) -> dict:
 
 
 def evaluate(model: MBT, data: AVClipDataset, stage: dict, device, dtype) -> dict:
-    """Metrics over the test clips, logits averaged over ``eval_clips`` views per clip."""
+    """Metrics over the test clips, logits averaged over ``eval_clips`` x ``eval_crops`` views per clip."""
     per_clip = predict(model, data, stage["micro_batch_size"], stage["num_workers"], device, dtype)
     return {**scores(model, per_clip, data), "test_clips": len(data.index),
             "test_ids_sha256": ids_digest(data.index.id)}
@@ -138,7 +139,7 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
                "steps": state["step"], "skipped_batches": state["skipped"],
                "resumed_at_steps": state["resumed_at"],
                "epochs": stage["epochs"], "train_seconds": seconds, "world_size": world,
-               "eval_clips": stage["eval_clips"],
+               "eval_clips": stage["eval_clips"], "eval_crops": test_set.num_crops,
                "train_subset": None if train_ids is None else {
                    "list": str(train_ids), "missing_clips": train_set.missing},
                **evaluate(engine.module, test_set, stage, engine.device, dtype)}
