@@ -96,8 +96,6 @@ def test_report_gathers_the_built_table_with_its_caption(workdir):
         assert text in html, text
 
 
-@pytest.mark.xfail(strict=True, reason="the rules of data, features, lists and pretrain.smk lack conda: "
-                   "(fetch_list also log:); data, features and lists.smk mix rules and functions")
 @pytest.mark.parametrize("config", [[], ["--configfile", "config/paper.yaml"]])
 def test_lint_is_clean(workdir, config):
     snakemake(workdir, "--lint", *config)  # fails on any lint

@@ -2,63 +2,7 @@
 # shards (one download job each, a few hundred to a few thousand clips), and the shard
 # manifests are merged into the dataset's manifest and availability report.
 # Ids travel only inside list files, never through wildcards or the shell.
-import shlex
-
-# download options passed through from config["download"] when set (else the CLI's polite defaults)
-PACING = ("retries", "backoff", "max_backoff", "block_after", "sleep", "rate", "cookies", "proxy")
-
-
-def n_shards(name):
-    return dataset_config(name).get("shards", config["download"].get("shards", 1))
-
-
-def shard_names(name):
-    return [f"{i:05d}" for i in range(n_shards(name))]
-
-
-def list_args(name, splits=None):
-    """--list arguments, [SPLIT=]PATH (see list_files); only `splits` when given."""
-    return [f"{split}={path}" if split else path for split, path in list_files(name)
-            if splits is None or split in splits]
-
-
-def list_options(name, splits=None):
-    opts = ["--format", dataset_format(name), *classes_options(name)]
-    for arg in list_args(name, splits):
-        opts += ["--list", arg]
-    return shlex.join(opts)
-
-
-def toy_options(name):
-    """The dataset's `toy` settings as `avmae toy` options (--clips-per-class 40 ...)."""
-    toy = dataset_config(name)["toy"]
-    return shlex.join(str(o) for key in sorted(toy) for o in (f"--{key.replace('_', '-')}", toy[key]))
-
-
-def download_options(name):
-    dl = config["download"]
-    opts = ["--clip-seconds", dl["clip_seconds"], "--workers", dl["workers"]]
-    for key in PACING:
-        if dl.get(key) is not None:
-            opts += [f"--{key.replace('_', '-')}", dl[key]]
-    if is_toy(name) or url_template(name).startswith("file:"):  # generated or local copies
-        opts.append("--allow-file-urls")
-    if "{toy_media}" in url_template(name):  # a relative path keeps the command clone-independent
-        opts += ["--toy-media", toy_media(name)]
-    videos = dataset_config(name).get("videos")
-    if videos is not None:  # whole videos, each downloaded once, segments cut locally (EPIC)
-        opts.append("--whole-videos")
-        for path in checksums_file(name):
-            opts += ["--checksums", path]
-        if videos.get("keep"):
-            opts.append("--keep-videos")
-    return shlex.join(str(o) for o in opts)
-
-
-def checksums_file(name):
-    """[path] of a whole-video dataset's checksum list (`videos: checksums`, EPIC's md5.csv), or []."""
-    entry = (dataset_config(name).get("videos") or {}).get("checksums")
-    return [_local(entry)] if entry is not None else []
+# Helpers: common_data.smk.
 
 
 # A toy set's generator is the one for its format: it writes the lists under their
@@ -72,6 +16,8 @@ rule toy_dataset:
         options=lambda w: toy_options(w.dataset),
         code=TOY_CODE,
     threads: config["threads"]["data"]
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/toy/{dataset}/log/toy.log",
     shell:
@@ -89,6 +35,8 @@ rule split_list:
         shards=lambda w: n_shards(w.dataset),
         code=DATA_CODE,
     cache: "omit-software"
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/data/{dataset}/log/split_list.log",
     shell:
@@ -117,6 +65,8 @@ rule download_shard:
         code=DATA_CODE,
     cache: "omit-software"
     threads: config["threads"]["data"]
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/data/{dataset}/log/download_{shard}.log",
     shell:
@@ -136,6 +86,8 @@ rule download:
         ids="results/data/{dataset}/clips_used.csv",
     params:
         code=DATA_CODE,
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/data/{dataset}/log/merge.log",
     shell:
@@ -156,6 +108,8 @@ rule as500k:
         subset=lambda w: dataset_config(w.dataset)["as500k"],
         code=DATA_CODE,
     cache: "omit-software"
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/data/{dataset}/log/as500k.log",
     shell:

@@ -2,11 +2,6 @@
 # one job per download shard, then one that joins them.
 # Labels follow the dataset's format: single (VGGSound), multi-hot (AudioSet, in the order
 # of class_labels_indices.csv) or verb + noun (EPIC); see avmae/data/labels.py.
-import shlex
-
-
-def label_options(name):
-    return shlex.join(["--labels", label_kind(name), *classes_options(name)])
 
 
 # One job per download shard, clips decoded in parallel threads within it.
@@ -23,6 +18,8 @@ rule features_shard:
         code=FEATURES_CODE,
     cache: "omit-software"
     threads: config["threads"]["data"]
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/features/{dataset}/log/features_{shard}.log",
     shell:
@@ -47,6 +44,8 @@ rule features:
         out="results/features/{dataset}",
         labels=lambda w: label_options(w.dataset),
         code=FEATURES_CODE,
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/features/{dataset}/log/features.log",
     shell:

@@ -26,6 +26,8 @@ rule pretrain:
         tasks=1,
         nodes=1,
         gpu=0,
+    conda:
+        "../envs/avmae.yaml"
     log:
         "results/pretrain/{run}/log/pretrain.log",
     shell:
