@@ -1,10 +1,9 @@
 """Planning cost of the workflow; prints numbers, passes or fails nothing.
 
 (a) ``snakemake -n --quiet rules all --configfile config/paper.yaml`` (goal < 10 s): wall
-    time and jobs by rule; then plain ``-n``, which also prints every job (a third of the
-    time at ~1,700 jobs), and the training jobs' resources under the SLURM profile (a dry
-    run with ``--workflow-profile workflow/profiles/slurm``; the default profile asks for
-    no GPU).
+    time and jobs by rule; then plain ``-n``, which also prints every job, and the
+    training jobs' resources under the SLURM profile (a dry run with
+    ``--workflow-profile workflow/profiles/slurm``; the default profile asks for no GPU).
     The paper's VGGSound list has no URL, so the copy gets the test fixture in its format;
     the other lists are planned as fetch_list jobs.
 (b) A no-op rerun, ``snakemake -n TARGET`` in a finished workdir (goal < 5 s): ``--done``,
