@@ -101,6 +101,11 @@ def test_rerun_skips_downloaded_clips(fetched):
     again = download(clips, **kwargs)
     assert again.status.tolist() == manifest.status.tolist()
     assert {p: p.stat().st_mtime_ns for p in (root / "out" / "media").iterdir()} == before
+    # a changed clip length is a new clip: downloaded again, cut to the new end
+    shorter = download(clips, **{**kwargs, "clip_seconds": 4.0})
+    assert (shorter.end_seconds - shorter.start_seconds)[shorter.status == "ok"].tolist() == [4.0, 4.0]
+    assert (shorter.attempts[shorter.status == "ok"] == 1).all()
+    download(clips, **kwargs)   # back to 10 s for the other tests of the module
 
 
 def test_file_urls_need_explicit_permission(tmp_path):

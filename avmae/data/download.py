@@ -347,11 +347,12 @@ class Batch:
         self.before = self.journal.read()
         self.pacer, self.breaker = _Pacer(policy.rate), _Breaker(policy.block_after)
 
-    def earlier(self, clip: Clip) -> dict | None:
-        """The journal row of a clip that needs no new try: ok (its file still there), or
-        unavailable (unless ``retry_unavailable``)."""
+    def earlier(self, clip: Clip, end: float) -> dict | None:
+        """The journal row of a clip that needs no new try: ok (its file still there, cut
+        at the same ``end``: a changed clip length downloads again), or unavailable
+        (unless ``retry_unavailable``)."""
         old = self.before.get((clip.id, clip.start))
-        if old and (old["status"] == "ok" and Path(old["path"]).is_file()
+        if old and (old["status"] == "ok" and Path(old["path"]).is_file() and float(old["end_seconds"]) == end
                     or old["status"] == "unavailable" and not self.policy.retry_unavailable):
             return old
         return None
@@ -437,7 +438,7 @@ def download(clips: list[Clip], url_template: str, out_dir: str | os.PathLike,
         end = clip.end if clip.end is not None else clip.start + clip_seconds
         if rejected:
             return manifest_row(clip, end, "unavailable", reason=rejected)
-        old = batch.earlier(clip)
+        old = batch.earlier(clip, end)
         if old:
             return old
         if batch.blocked:

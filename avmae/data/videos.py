@@ -239,7 +239,7 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
     def work(item: tuple[str, list[int]]) -> None:
         video, indices = item
         for i in indices:
-            rows[i] = batch.earlier(clips[i])
+            rows[i] = batch.earlier(clips[i], ends[i])
         todo = [i for i in indices if rows[i] is None]
         if not todo:
             return
