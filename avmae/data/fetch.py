@@ -21,12 +21,10 @@ from avmae.io import atomic_path
 CHUNK = 1 << 20
 
 
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks (lists: SHA-256; EPIC videos: md5)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def fetch(url: str, out: str | Path, sha256: str | None = None, retries: int = 3,
@@ -38,7 +36,7 @@ def fetch(url: str, out: str | Path, sha256: str | None = None, retries: int = 3
             with atomic_path(out) as tmp:
                 with urllib.request.urlopen(url, timeout=timeout) as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst, CHUNK)
-                got = sha256_of(tmp)
+                got = file_digest(tmp)
                 if sha256 and got != sha256.lower():
                     raise ValueError(f"{url}: SHA-256 {got} differs from the expected {sha256} "
                                      f"(config); {out} was not written")
@@ -55,4 +53,4 @@ def describe(path: str | Path, url: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: list file not found (fetch it, or point the config at a local copy)")
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_of(path), "url": url}
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_digest(path), "url": url}

@@ -33,7 +33,6 @@ http(s) ``proxy`` applies here; cookies do not.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -57,6 +56,7 @@ from avmae.data.download import (
     rejections,
     verified,
 )
+from avmae.data.fetch import file_digest
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import Clip, ListFormatError, read_rows
 from avmae.io import atomic_path
@@ -111,14 +111,6 @@ def read_checksums(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
     return videos
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _opener(policy: Policy) -> urllib.request.OpenerDirector:
     if policy.proxy:
         return urllib.request.build_opener(
@@ -159,7 +151,7 @@ def fetch_video(url: str, dest: Path, md5: str | None, policy: Policy) -> None:
         if total is not None and size != total:
             raise ConnectionError(f"incomplete read: {size} of {total} bytes")
     if md5:
-        got = _md5(part)
+        got = file_digest(part, "md5")
         if got != md5:
             part.unlink()
             raise ValueError(f"md5 mismatch: {got}, expected {md5}; the download is deleted")
