@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
+from torchvision.io import encode_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +58,27 @@ def write_features(root, n_train=16, n_test=6, classes=4, seed=0, kind="single")
     return root
 
 
+def as_jpeg(array_dir, out_dir, wide: int = 0, quality: int = 100):
+    """The same features in the JPEG-shard layout (frames widened by ``wide`` px per side)."""
+    shutil.copytree(array_dir, out_dir)
+    meta = json.loads((out_dir / "meta.json").read_text())
+    meta.update(video_format="jpeg", jpeg_quality=quality)
+    (out_dir / "meta.json").write_text(json.dumps(meta))
+    for split in ("train", "test"):
+        video = np.load(out_dir / split / "video.npy")
+        (out_dir / split / "video.npy").unlink()
+        if wide:
+            video = np.pad(video, [(0, 0), (0, 0), (0, 0), (wide, wide), (0, 0)], mode="edge")
+        blobs = [bytes(encode_jpeg(torch.from_numpy(f).permute(2, 0, 1).contiguous(), quality=quality).numpy())
+                 for clip in video for f in clip]
+        sizes = np.array([len(b) for b in blobs]).reshape(video.shape[:2])
+        offsets = np.concatenate([np.zeros((len(video), 1), np.int64), np.cumsum(sizes, axis=1)], axis=1)
+        offsets += np.concatenate([[0], np.cumsum(sizes.sum(1))[:-1]])[:, None]
+        (out_dir / split / "video_jpeg.bin").write_bytes(b"".join(blobs))
+        np.save(out_dir / split / "video_jpeg_offsets.npy", offsets)
+    return out_dir
+
+
 @pytest.fixture
 def features_dir(tmp_path):
     return write_features(tmp_path / "features")
@@ -76,6 +99,7 @@ def stage(**kw):
          "optimizer": {"name": "adamw", "lr": 1e-2, "lr_batch": 256, "betas": [0.9, 0.95],
                        "weight_decay": 0.05},
          "grad_clip": 0.0, "checkpoint_every": 0, "on_nonfinite": "stop", "zero_stage": 0, "precision": "fp32", "num_workers": 0,
+         "video_decode": "loader",
          "input": {"video_frames": 4, "video_stride": 4, "crop": 16, "audio_frames": 64}}
     s.update(kw)
     return s

@@ -8,7 +8,7 @@ import torch
 import yaml
 from torchvision.transforms.v2 import functional as TF
 
-from avmae.data.augment import (Augment, Box, Color, SpecAugment, apply_box, color_augment, eval_box,
+from avmae.data.augment import (Augment, Box, Color, SpecAugment, apply_box, apply_color, draw_color, eval_box,
                                 mixup, spec_augment, train_box)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,20 +109,21 @@ def test_three_eval_crops_span_the_long_side():
 
 def test_colour_augmentation():
     video = torch.rand(1, 3, 8, 8).repeat(4, 1, 1, 1) * 0.5 + 0.25   # 4 identical frames
-    same = color_augment(video, Color(prob=0.0, grayscale_prob=0.0), rng())
+    same = apply_color(video, draw_color(Color(prob=0.0, grayscale_prob=0.0), rng()))
     assert torch.equal(same, video)
-    bright = color_augment(video, Color(prob=1.0, brightness=0.1, contrast=0, saturation=0, hue=0,
-                                        grayscale_prob=0), rng(3))
+    bright = apply_color(video, draw_color(Color(prob=1.0, brightness=0.1, contrast=0, saturation=0,
+                                                 hue=0, grayscale_prob=0), rng(3)))
     delta = bright - video
     assert torch.allclose(delta, delta.flatten()[0].expand_as(delta), atol=1e-5)  # one additive shift
     assert 0 < abs(delta.flatten()[0]) <= 0.1
-    full = color_augment(video, Color(prob=1.0, grayscale_prob=1.0), rng(4))
+    full = apply_color(video, draw_color(Color(prob=1.0, grayscale_prob=1.0), rng(4)))
     assert torch.allclose(full[:, 0], full[:, 1]) and torch.allclose(full[:, 1], full[:, 2])  # grey
     for t in range(1, 4):
         assert torch.equal(full[t], full[0])                 # one draw for the whole clip
     assert full.min() >= 0 and full.max() <= 1
     # the same generator state gives the same result
-    assert torch.equal(color_augment(video, Color(), rng(5)), color_augment(video, Color(), rng(5)))
+    assert torch.equal(apply_color(video, draw_color(Color(), rng(5))),
+                       apply_color(video, draw_color(Color(), rng(5))))
 
 
 def test_hue_rotation_turns_colours_about_the_grey_axis():

@@ -1,7 +1,5 @@
 """Windows, crops, augmentations, JPEG shards, workers and ranks of the training dataset."""
 
-import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,31 +10,12 @@ from torchvision.transforms.v2 import functional as TF
 
 from avmae.data.augment import Augment, Color, SpecAugment, train_box
 from avmae.data.dataset import AVClipDataset
+from avmae.data.frames import collate, decode_batch, jpeg_size
 from avmae.train.loop import EpochSampler
+from conftest import as_jpeg
 
 FINETUNE = Augment(scale_jitter=(0.9, 1.33), color=Color(),
                    spec_augment=SpecAugment(freq_masks=1, freq_width=48, time_masks=4, time_width=16))
-
-
-def as_jpeg(array_dir, out_dir, wide: int = 0, quality: int = 100):
-    """The same features in the JPEG-shard layout (frames widened by ``wide`` px per side)."""
-    shutil.copytree(array_dir, out_dir)
-    meta = json.loads((out_dir / "meta.json").read_text())
-    meta.update(video_format="jpeg", jpeg_quality=quality)
-    (out_dir / "meta.json").write_text(json.dumps(meta))
-    for split in ("train", "test"):
-        video = np.load(out_dir / split / "video.npy")
-        (out_dir / split / "video.npy").unlink()
-        if wide:
-            video = np.pad(video, [(0, 0), (0, 0), (0, 0), (wide, wide), (0, 0)], mode="edge")
-        blobs = [bytes(encode_jpeg(torch.from_numpy(f).permute(2, 0, 1).contiguous(), quality=quality).numpy())
-                 for clip in video for f in clip]
-        sizes = np.array([len(b) for b in blobs]).reshape(video.shape[:2])
-        offsets = np.concatenate([np.zeros((len(video), 1), np.int64), np.cumsum(sizes, axis=1)], axis=1)
-        offsets += np.concatenate([[0], np.cumsum(sizes.sum(1))[:-1]])[:, None]
-        (out_dir / split / "video_jpeg.bin").write_bytes(b"".join(blobs))
-        np.save(out_dir / split / "video_jpeg_offsets.npy", offsets)
-    return out_dir
 
 
 def test_shapes_and_ranges(features_dir):
@@ -182,3 +161,55 @@ def test_workers_and_ranks_see_the_same_items(features_dir, tmp_path):
         for b in r1[2 * epoch:2 * epoch + 2]:
             for i, v in zip(b["index"], b["video"]):
                 assert torch.equal(by_clip[(epoch, int(i))], v)
+
+
+def test_device_decode_gives_the_loaders_batches(features_dir, tmp_path):
+    """video_decode='device': workers pass JPEG bytes and draws, decode_batch renders them
+    where the model runs; on the CPU the batches equal the loader-decoded ones exactly
+    (pretraining, finetuning augmentations, 3-crop evaluation), through 2 workers."""
+    jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", wide=6, quality=90)   # 20 x 32 frames
+    settings = [(True, None, [(0, c) for c in range(8)]), (True, FINETUNE, [(1, c) for c in range(8)]),
+                (False, {"eval_short_side": 18}, list(range(12)))]
+    for train, aug, keys in settings:
+        kw = dict(video_frames=4, video_stride=4, crop=16, audio_frames=64, train=train, num_clips=2,
+                  num_crops=3, augment=aug)
+        loader = AVClipDataset(jpeg_dir, "train", **kw)
+        device = AVClipDataset(jpeg_dir, "train", video_decode="device", **kw)
+        item = device[keys[0]]
+        assert "video" not in item and item["jpeg"].dtype == torch.uint8
+        assert item["jpeg_sizes"].shape == (4,) and item["jpeg_sizes"].sum() == len(item["jpeg"])
+        assert ("color" in item) == (aug is FINETUNE)
+        expected = DataLoader(loader, batch_size=4, sampler=keys, collate_fn=collate)
+        got = DataLoader(device, batch_size=4, sampler=keys, collate_fn=collate, num_workers=2)
+        for e, g in zip(expected, got):
+            assert "jpeg" in g
+            g = decode_batch(g, torch.device("cpu"))
+            assert set(g) == set(e)
+            for k in e:
+                assert torch.equal(e[k], g[k]), k
+            assert decode_batch(e, "cpu") is e          # already decoded: left as it is
+
+
+def test_device_decode_refuses_array_features(features_dir):
+    with pytest.raises(ValueError, match="needs JPEG frames.*video_format 'array'"):
+        AVClipDataset(features_dir, "train", 4, 4, 16, 64, train=True, video_decode="device")
+    with pytest.raises(ValueError, match="video_decode 'gpu' is not one of"):
+        AVClipDataset(features_dir, "train", 4, 4, 16, 64, train=True, video_decode="gpu")
+
+
+def test_jpeg_size_reads_the_frame_header():
+    image = torch.zeros(3, 21, 34, dtype=torch.uint8)
+    assert jpeg_size(encode_jpeg(image).numpy()) == (21, 34)
+    with pytest.raises(ValueError, match="not a JPEG image"):
+        jpeg_size(b"\xff\xd8\x00\x00" + bytes(20))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG)")
+def test_gpu_decode_matches_the_cpu(features_dir, tmp_path):
+    """nvJPEG on the GPU gives the CPU decoder's batches to within JPEG decoder rounding."""
+    jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", wide=6, quality=90)
+    ds = AVClipDataset(jpeg_dir, "train", 4, 4, 16, 64, train=True, augment=FINETUNE, video_decode="device")
+    batch = collate([ds[(0, c)] for c in range(8)])
+    cpu, gpu = decode_batch(batch, "cpu"), decode_batch(batch, "cuda")
+    assert gpu["video"].is_cuda
+    assert (gpu["video"].cpu() - cpu["video"]).abs().mean() < 0.02   # ~2.5 of 255 levels

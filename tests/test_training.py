@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY_MODEL, stage, write_features
+from conftest import TINY_MODEL, as_jpeg, stage, write_features
 
 from avmae.models.avmae import AVMAE, ModelConfig
 from avmae.train import engine as eng
@@ -94,6 +94,23 @@ def test_pretrain_then_finetune(features_dir, tiny_settings, tmp_path):
         assert saved == pytest.approx(metrics)
         assert saved["test_clips"] == 6 and 0.0 <= saved["top1"] <= 100.0
         assert saved["eval_clips"] == 2
+
+
+def test_decoding_on_the_device_trains_as_decoding_in_the_loader(features_dir, tiny_settings, tmp_path):
+    """video_decode 'device' (JPEG frames decoded in the training process, on the GPU at
+    paper scale) gives the loader-decoded run's losses and metrics, here on the CPU."""
+    jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", quality=90)
+    tiny_settings["finetune"]["augment"] = {"color": {}, "scale_jitter": [0.9, 1.33]}
+    runs = {}
+    for where in ("loader", "device"):
+        for section in ("pretrain", "finetune"):
+            tiny_settings[section] = {**tiny_settings[section], "video_decode": where,
+                                      "epochs": 1 if section == "pretrain" else 3}
+        pre = pretrain.run(tiny_settings, jpeg_dir, tmp_path / where / "pre")
+        ft = finetune.run(tiny_settings, jpeg_dir, tmp_path / where / "pre" / "model.pt", "av",
+                          tmp_path / where / "ft")
+        runs[where] = (pre["loss_curve"], ft["loss_curve"], ft["top1"])
+    assert runs["device"] == runs["loader"]
 
 
 @pytest.mark.parametrize("kind,metrics", [("multi", {"mAP"}), ("verb_noun", {"verb_top1", "noun_top1", "action_top1"})])

@@ -137,6 +137,15 @@ class Box:
     out: int
     flip: bool = False
 
+    def pack(self) -> torch.Tensor:
+        """int64 [6]: the box as one tensor, to cross the DataLoader (:meth:`unpack`)."""
+        return torch.tensor([self.top, self.left, self.height, self.width, self.out, self.flip])
+
+    @classmethod
+    def unpack(cls, t: torch.Tensor) -> "Box":
+        top, left, height, width, out, flip = t.tolist()
+        return cls(top, left, height, width, out, bool(flip))
+
 
 def train_box(height: int, width: int, crop: int, aug: Augment, rng: np.random.Generator) -> Box:
     """Random crop (after scale jitter if configured) and flip of a ``height`` x ``width`` frame.
@@ -183,19 +192,26 @@ def apply_box(frames: torch.Tensor, box: Box) -> torch.Tensor:
     return TF.horizontal_flip(out) if box.flip else out
 
 
-def color_augment(video: torch.Tensor, color: Color, rng: np.random.Generator) -> torch.Tensor:
-    """Float frames [T, 3, H, W] in [0, 1]; one draw for the whole clip (DMVR's recipe)."""
+def draw_color(color: Color, rng: np.random.Generator) -> torch.Tensor:
+    """One clip's colour draws (DMVR's recipe: one draw for the whole clip), packed as
+    float32 [apply, grey, brightness delta, saturation, contrast, hue] for :func:`apply_color`."""
     # Draw everything first, so the number of draws does not depend on the coin tosses.
     apply, gray = rng.random() < color.prob, rng.random() < color.grayscale_prob
     delta = rng.uniform(-color.brightness, color.brightness)
     sat = rng.uniform(1 - color.saturation, 1 + color.saturation)
     con = rng.uniform(1 - color.contrast, 1 + color.contrast)
     hue = rng.uniform(-color.hue, color.hue)
+    return torch.tensor([apply, gray, delta, sat, con, hue], dtype=torch.float32)
+
+
+def apply_color(video: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
+    """Float frames [T, 3, H, W] in [0, 1], coloured as :func:`draw_color` drew."""
+    apply, gray, delta, sat, con, hue = draw.tolist()
     if apply:
-        video = (video + float(delta)).clamp_(0.0, 1.0)
-        video = TF.adjust_saturation(video, float(sat))
-        video = TF.adjust_contrast(video, float(con))
-        video = hue_rotate(video, float(hue))
+        video = (video + delta).clamp_(0.0, 1.0)
+        video = TF.adjust_saturation(video, sat)
+        video = TF.adjust_contrast(video, con)
+        video = hue_rotate(video, hue)
     if gray:
         video = TF.rgb_to_grayscale(video, num_output_channels=3)
     return video
@@ -219,7 +235,7 @@ def hue_rotate(video: torch.Tensor, shift: float) -> torch.Tensor:
     # The sign makes a positive shift turn red towards green, as HSV hue (and TF) does.
     c, s = np.cos(2 * np.pi * shift), -np.sin(2 * np.pi * shift)
     rot = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], dtype=torch.float32)
-    m = (_YIQ_TO_RGB @ rot @ _RGB_TO_YIQ).to(video.dtype)
+    m = (_YIQ_TO_RGB @ rot @ _RGB_TO_YIQ).to(video.device, video.dtype)
     return torch.einsum("ij,...jhw->...ihw", m, video).clamp_(0.0, 1.0)
 
 
@@ -230,7 +246,8 @@ def to_unit_range(video_u8: torch.Tensor) -> torch.Tensor:
 
 def to_model_range(video01: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1], channels first: [T, 3, H, W] -> [3, T, H, W]."""
-    out = torch.empty((video01.shape[1], video01.shape[0], *video01.shape[2:]), dtype=video01.dtype)
+    out = torch.empty((video01.shape[1], video01.shape[0], *video01.shape[2:]), dtype=video01.dtype,
+                      device=video01.device)
     torch.mul(video01.permute(1, 0, 2, 3), 2.0, out=out)   # one pass into the [3, T, H, W] layout
     return out.sub_(1.0)
 

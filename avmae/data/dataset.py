@@ -7,7 +7,9 @@ Each item is one temporal window of one clip:
   cropped to ``crop`` x ``crop`` (training: random crop, scale jitter and colour if
   the :class:`~avmae.data.augment.Augment` asks, horizontal flip; evaluation: short
   side resized to ``augment.eval_short_side``, centre crop), scaled to [-1, 1], shape
-  [3, T, crop, crop];
+  [3, T, crop, crop]; with ``video_decode="device"`` the item carries the window's JPEG
+  bytes and its crop/colour draws instead, for the training process to decode on its
+  device (:mod:`avmae.data.frames`; batch with its ``collate``);
 * audio: ``audio_frames`` log-mel frames (100 per second) centred on the centre of
   the video window, clamped to the clip, normalised with the training-split
   mean/std (then SpecAugment when training, if asked), shape [1, audio_frames, n_mels].
@@ -40,9 +42,9 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from avmae.data.augment import (Augment, apply_box, color_augment, eval_box, spec_augment,
-                                to_model_range, to_unit_range, train_box)
+from avmae.data.augment import Augment, draw_color, eval_box, spec_augment, train_box
 from avmae.data.features import VIDEO_FILES
+from avmae.data.frames import VIDEO_DECODE, jpeg_size, render
 from avmae.data.labels import LabelSpace
 
 AUDIO_FPS = 100  # log-mel frames per second (10 ms hop)
@@ -54,8 +56,8 @@ class AVClipDataset(Dataset):
 
     def __init__(self, features_dir: str | Path, split: str, video_frames: int, video_stride: int,
                  crop: int, audio_frames: int, train: bool, num_clips: int = 1, seed: int = 0,
-                 num_crops: int = 1,
-                 augment: Augment | dict | None = None):
+                 num_crops: int = 1, augment: Augment | dict | None = None,
+                 video_decode: str = "loader"):
         self.dir = Path(features_dir)
         self.meta = json.loads((self.dir / "meta.json").read_text())
         split_dir = self.dir / split
@@ -71,6 +73,12 @@ class AVClipDataset(Dataset):
         self.video_format = self.meta.get("video_format", "array")
         if self.video_format not in VIDEO_FILES:
             raise ValueError(f"{self.dir / 'meta.json'}: unknown video_format {self.video_format!r}")
+        if video_decode not in VIDEO_DECODE:
+            raise ValueError(f"video_decode {video_decode!r} is not one of {VIDEO_DECODE}")
+        if video_decode == "device" and self.video_format != "jpeg":
+            raise ValueError(f"video_decode 'device' needs JPEG frames, but {self.dir / 'meta.json'} "
+                             f"has video_format {self.video_format!r}; use video_decode 'loader'")
+        self.video_decode = video_decode
         self.parts = [self.dir / part / split for part, _ in self.meta["parts"][split]]
         self.starts = np.cumsum([0] + [n for _, n in self.meta["parts"][split]])
         if self.starts[-1] != len(self.index):
@@ -134,26 +142,34 @@ class AVClipDataset(Dataset):
                  else np.zeros(0, np.uint8))  # a part whose every clip was skipped
         return audio, video, np.load(part / "video_jpeg_offsets.npy", mmap_mode="r")
 
-    def _frames(self, row: int, video: np.ndarray, offsets: np.ndarray | None, frames: range,
-                rng: np.random.Generator | None, position: float | None) -> torch.Tensor:
-        """The window's frames, cropped (and resized, flipped): uint8 [T, 3, crop, crop];
-        training (``rng``): random box; evaluation: the crop at ``position`` (eval_box)."""
+    def _video(self, row: int, video: np.ndarray, offsets: np.ndarray | None, frames: range,
+               rng: np.random.Generator | None, position: float | None) -> dict:
+        """The window's frames, cropped (and resized, flipped, coloured) to ``video`` float
+        [3, T, crop, crop] in [-1, 1], or, with ``video_decode: device``, its JPEG bytes and
+        draws for :func:`avmae.data.frames.decode_batch`. Training (``rng``): random box
+        and colour; evaluation: the crop at ``position`` (eval_box)."""
         if self.video_format == "jpeg":
             off = offsets[row]
-            data = [torch.from_numpy(np.array(video[off[f]:off[f + 1]])) for f in frames]
-            full = torch.stack(decode_jpeg(data, mode=ImageReadMode.RGB))   # [T, 3, H, W]
-            height, width = full.shape[-2:]
+            data = [video[off[f]:off[f + 1]] for f in frames]
+            height, width = jpeg_size(data[0])
         else:
             height, width = video.shape[2:4]
         box = (train_box(height, width, self.crop, self.augment, rng) if rng is not None
                else eval_box(height, width, self.crop, self.augment.eval_short_side, position))
+        color = draw_color(self.augment.color, rng) if rng is not None and self.augment.color else None
+        if self.video_decode == "device":
+            return {"jpeg": torch.from_numpy(np.concatenate(data)),
+                    "jpeg_sizes": torch.tensor([len(d) for d in data]), "box": box.pack(),
+                    **({} if color is None else {"color": color})}
         if self.video_format == "jpeg":
-            return apply_box(full, box)
+            full = torch.stack(decode_jpeg([torch.from_numpy(np.array(d)) for d in data],
+                                           mode=ImageReadMode.RGB))   # [T, 3, H, W]
+            return {"video": render(full, box, color)}
         # Arrays: read only the box from the memory map.
         region = video[row, frames.start:frames.stop:frames.step,
                        box.top:box.top + box.height, box.left:box.left + box.width]
         region = torch.from_numpy(np.ascontiguousarray(region)).permute(0, 3, 1, 2)
-        return apply_box(region, replace(box, top=0, left=0))
+        return {"video": render(region, replace(box, top=0, left=0), color)}
 
     def _video_start(self, view: int, rng: np.random.Generator | None) -> int:
         last = self.meta["video_frames"] - self.video_frames * self.video_stride
@@ -173,13 +189,9 @@ class AVClipDataset(Dataset):
             position = crop_at / (self.num_crops - 1) if self.num_crops > 1 else 0.5
         row, audio_all, video_all, offsets = self._arrays(clip)
         start = self._video_start(view, rng)
-        frames = self._frames(row, video_all, offsets,
-                              range(start, start + self.video_frames * self.video_stride,
-                                    self.video_stride), rng, position)
-        video = to_unit_range(frames)
-        if rng is not None and self.augment.color is not None:
-            video = color_augment(video, self.augment.color, rng)
-        video = to_model_range(video)
+        video = self._video(row, video_all, offsets,
+                            range(start, start + self.video_frames * self.video_stride,
+                                  self.video_stride), rng, position)
 
         centre = (start + self.video_frames * self.video_stride / 2) / self.fps * AUDIO_FPS
         a0 = int(round(centre - self.audio_frames / 2))
@@ -188,7 +200,7 @@ class AVClipDataset(Dataset):
         audio = ((audio - self.meta["audio_mean"]) / self.meta["audio_std"]).unsqueeze(0)
         if rng is not None and self.augment.spec_augment is not None:
             audio = spec_augment(audio, self.augment.spec_augment, rng)
-        return {"audio": audio, "video": video, **self.target(clip), "index": clip}
+        return {"audio": audio, **video, **self.target(clip), "index": clip}
 
 
 class ClipSubset(Dataset):

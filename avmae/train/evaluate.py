@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
 from avmae.data.dataset import AVClipDataset
+from avmae.data.frames import collate, decode_batch
 from avmae.train.metrics import average_views
 
 
@@ -25,7 +26,9 @@ def predict(model, data: AVClipDataset, batch_size: int, num_workers: int, devic
     model.eval()
     share = Subset(data, range(rank, len(data), world))
     logits, index = [], []
-    for b in DataLoader(share, batch_size=batch_size, num_workers=num_workers):
+    for b in DataLoader(share, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
+                        pin_memory=torch.cuda.is_available()):
+        b = decode_batch(b, device)
         x = {m: b[m].to(device, dtype) for m in model.modalities}
         logits.append(model(x).float().cpu().numpy())
         index.append(b["index"].numpy())

@@ -36,7 +36,8 @@ def dataset(features_dir, split: str, stage: dict, train: bool, seed: int) -> AV
     return AVClipDataset(features_dir, split, inp["video_frames"], inp["video_stride"], inp["crop"],
                          inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed,
                          num_crops=stage.get("eval_crops", 1),
-                         augment=stage.get("augment"))  # finetune.augment; None: crop + flip
+                         augment=stage.get("augment"),  # finetune.augment; None: crop + flip
+                         video_decode=stage["video_decode"])
 
 
 def build_model(settings: dict, labels: LabelSpace, modality: str) -> MBT:

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from avmae.data.frames import collate
 from avmae.train import engine as eng
 
 
@@ -92,6 +93,7 @@ class Trainer:
         self.sampler = EpochSampler(len(dataset), per_rank, rank, world, seed)
         self.loader = DataLoader(dataset, batch_size=stage["micro_batch_size"], sampler=self.sampler,
                                  num_workers=stage["num_workers"], pin_memory=torch.cuda.is_available(),
+                                 collate_fn=collate,
                                  generator=torch.Generator())  # keeps the global RNG out of its seeding
         self.ckpt_dir = out_dir / "checkpoints"
         self.log_path = out_dir / "log" / "steps.csv"

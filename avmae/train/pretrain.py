@@ -27,7 +27,7 @@ def steps_per_epoch(n_clips: int, stage: dict, world: int, where) -> int:
 def train_dataset(features_dir, stage: dict, seed: int) -> AVClipDataset:
     inp = stage["input"]
     return AVClipDataset(features_dir, "train", inp["video_frames"], inp["video_stride"], inp["crop"],
-                         inp["audio_frames"], train=True, seed=seed)
+                         inp["audio_frames"], train=True, seed=seed, video_decode=stage["video_decode"])
 
 
 def export_fp32(engine, checkpoint_dir: Path, path: Path) -> None:
