@@ -4,15 +4,17 @@ Builds a small paper-scale feature folder with the real pipeline (``--clips`` 10
 640x360 clips from ffmpeg's Mandelbrot source with film grain, extracted to JPEG shards
 at short side 256 and 10 s of 128-bin log-mel), then times ``AVClipDataset`` through a
 ``DataLoader`` (batch ``--batch``, ``(epoch, clip)`` keys, ``pin_memory`` when a GPU is
-present) with 0, 1 and 2 workers, for
+present) with 0, 1 and 2 workers, decoding the JPEG frames in the workers and leaving
+them to the device (``video_decode``: loader, device), for
 
 * **pretrain**: 16 frames at stride 4, random crop 224 + flip, 800 x 128 audio;
 * **finetune**: 32 frames at stride 2, scale jitter 0.9-1.33 + colour + flip,
   SpecAugment (1 x 48 bins, 4 x 48 frames), 800 x 128 audio (paper ``finetune.augment``).
 
 It also splits one worker's time per sample into JPEG read+decode, crop/resize,
-colour, and audio (single process), and reports peak memory. Finally it estimates how
-many cores keep one H100 fed: the AV-MAE ViT-B pretraining step's FLOPs per sample are
+colour, and audio (single process), times ``decode_batch`` (the device's half of
+``video_decode: device``; nvJPEG on a GPU, torchvision's CPU decoder otherwise), and
+reports peak memory. Finally it estimates how many cores keep one H100 fed: the AV-MAE ViT-B pretraining step's FLOPs per sample are
 counted on CPU (``FlopCounterMode``, forward + backward, mid-fusion, the paper's
 masking), and the GPU's rate is ``--gpu-tflops`` x ``--mfu`` (assumptions, printed).
 
@@ -34,10 +36,12 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from avmae.data import augment as A
 from avmae.data.dataset import AVClipDataset
 from avmae.data.features import extract
+from avmae.data.frames import VIDEO_DECODE, collate, decode_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract import make_clip  # noqa: E402  (benchmarks/ is not a package)
@@ -53,7 +57,7 @@ def rate(ds: AVClipDataset, workers: int, batch: int, batches: int) -> float:
     """Samples/s over ``batches`` batches after one warm-up batch (workers started)."""
     n = batch * (batches + 1)
     keys = [(epoch, clip) for epoch in range(-(-n // len(ds))) for clip in range(len(ds))][:n]
-    loader = DataLoader(ds, batch_size=batch, sampler=keys, num_workers=workers,
+    loader = DataLoader(ds, batch_size=batch, sampler=keys, num_workers=workers, collate_fn=collate,
                         pin_memory=torch.cuda.is_available(), generator=torch.Generator())
     it = iter(loader)
     next(it)
@@ -64,34 +68,45 @@ def rate(ds: AVClipDataset, workers: int, batch: int, batches: int) -> float:
 
 
 def breakdown(ds: AVClipDataset, reps: int) -> dict[str, float]:
-    """ms per sample of each part of __getitem__, in this process."""
-    parts = {"jpeg read+decode": 0.0, "crop/resize/flip": 0.0, "colour": 0.0, "audio (+SpecAugment)": 0.0}
-    ds._arrays()
+    """ms per sample of each part of a loader-decoded item, in this process."""
+    parts = {"jpeg read+decode": 0.0, "crop/resize/flip": 0.0, "colour + [-1, 1]": 0.0, "audio (+SpecAugment)": 0.0}
     span = ds.video_frames * ds.video_stride
     for k in range(reps):
         rng = np.random.default_rng([0, k, k % len(ds)])
-        clip, start = k % len(ds), int(rng.integers(0, ds.meta["video_frames"] - span + 1))
-        frames = range(start, start + span, ds.video_stride)
+        row, audio, video, offsets = ds._arrays(k % len(ds))
+        start = int(rng.integers(0, ds.meta["video_frames"] - span + 1))
         t0 = time.perf_counter()
-        off = ds._offsets[clip]
-        data = [torch.from_numpy(np.array(ds._video[off[f]:off[f + 1]])) for f in frames]
-        from torchvision.io import ImageReadMode, decode_jpeg
+        off = offsets[row]
+        data = [torch.from_numpy(np.array(video[off[f]:off[f + 1]])) for f in range(start, start + span, ds.video_stride)]
         full = torch.stack(decode_jpeg(data, mode=ImageReadMode.RGB))
         t1 = time.perf_counter()
         box = A.train_box(full.shape[-2], full.shape[-1], ds.crop, ds.augment, rng)
-        video = A.to_unit_range(A.apply_box(full, box))
+        cropped = A.to_unit_range(A.apply_box(full, box))
         t2 = time.perf_counter()
         if ds.augment.color is not None:
-            video = A.color_augment(video, ds.augment.color, rng)
-        video = A.to_model_range(video)
+            cropped = A.apply_color(cropped, A.draw_color(ds.augment.color, rng))
+        A.to_model_range(cropped)
         t3 = time.perf_counter()
-        audio = torch.from_numpy(ds._audio[clip, :ds.audio_frames].astype(np.float32)).unsqueeze(0)
+        wave = torch.from_numpy(audio[row, :ds.audio_frames].astype(np.float32)).unsqueeze(0)
         if ds.augment.spec_augment is not None:
-            audio = A.spec_augment(audio, ds.augment.spec_augment, rng)
+            A.spec_augment(wave, ds.augment.spec_augment, rng)
         t4 = time.perf_counter()
         for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             parts[name] += dt * 1000 / reps
     return parts
+
+
+def device_decode_ms(ds: AVClipDataset, batch: int, reps: int, device: torch.device) -> float:
+    """ms per sample of :func:`decode_batch` (decode, crop, colour) of collated batches on ``device``."""
+    batches = [collate([ds[(r, (r * batch + i) % len(ds))] for i in range(batch)]) for r in range(reps + 1)]
+    decode_batch(batches[0], device)              # warm-up (nvJPEG handle, kernels)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for b in batches[1:]:
+        decode_batch(b, device)
+    sync()
+    return (time.perf_counter() - t0) * 1000 / (reps * batch)
 
 
 def pretrain_flops_per_sample() -> float:
@@ -127,33 +142,44 @@ def main() -> None:
         print(f"features: {a.clips} clips of 10 s, JPEG frames 456x256 ({shard:.2f} MB/clip), "
               f"batch {a.batch}, torch threads 1 per process\n")
         rates = {}
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         for stage, kw in STAGES.items():
             ds = AVClipDataset(tmp / "f", "train", train=True, **kw)
             parts = breakdown(ds, reps=2 * a.batch)
             print(f"{stage}: {kw['video_frames']} frames x stride {kw['video_stride']}, crop {kw['crop']}, "
                   f"audio {kw['audio_frames']} x 128; ms/sample in one process: "
                   + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()) + f" (sum {sum(parts.values()):.1f})")
-            for w in a.workers:
-                r = rate(ds, w, a.batch, a.batches)
-                rates[(stage, w)] = r
-                per = r / max(w, 1)
-                print(f"  workers {w}: {r:7.1f} samples/s ({per:.1f} per worker process)")
+            for decode in VIDEO_DECODE:
+                ds = AVClipDataset(tmp / "f", "train", train=True, video_decode=decode, **kw)
+                for w in a.workers:
+                    r = rate(ds, w, a.batch, a.batches)
+                    rates[(stage, decode, w)] = r / max(w, 1)
+                    print(f"  video_decode {decode:6} workers {w}: {r:7.1f} samples/s "
+                          f"({r / max(w, 1):.1f} per worker process)")
+            ms = device_decode_ms(ds, a.batch, a.batches, device)
+            rates[(stage, "decode_batch")] = ms
+            print(f"  decode_batch on {device.type}: {ms:.2f} ms/sample ({1000 / ms:.0f} samples/s)")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        gpu_mem = (f", GPU peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+                   if device.type == "cuda" else "")
         print(f"peak RSS: main process {rss:.0f} MiB, largest worker/child {kids:.0f} MiB "
-              f"(workers are forks of the main process; their own data is a few batches)")
+              f"(workers are forks of the main process; their own data is a few batches){gpu_mem}")
 
         flops = pretrain_flops_per_sample()
         gpu = a.gpu_tflops * 1e12 * a.mfu / flops
-        best = max(rates[("pretrain", w)] / max(w, 1) for w in a.workers if w > 0) if any(a.workers) else \
-            rates[("pretrain", 0)]
-        fine = max(rates[("finetune", w)] / max(w, 1) for w in a.workers if w > 0) if any(a.workers) else \
-            rates[("finetune", 0)]
         print(f"\nAV-MAE ViT-B pretraining: {flops / 1e9:.0f} GFLOP per sample (forward + backward); one H100 at "
-              f"{a.gpu_tflops:.0f} TFLOP/s x {a.mfu:.0%} utilisation = {gpu:.0f} samples/s.\n"
-              f"Pretraining loader: {best:.1f} samples/s per worker core -> {gpu / best:.0f} cores per H100; "
-              f"finetuning loader: {fine:.1f} samples/s per core.")
-
+              f"{a.gpu_tflops:.0f} TFLOP/s x {a.mfu:.0%} utilisation = {gpu:.0f} samples/s.")
+        for decode in VIDEO_DECODE:
+            best = {stage: max(rates[(stage, decode, w)] for w in a.workers) for stage in STAGES}
+            print(f"video_decode {decode}: pretraining {best['pretrain']:.1f} samples/s per worker core -> "
+                  f"{gpu / best['pretrain']:.1f} cores per H100; finetuning {best['finetune']:.1f} samples/s per core.")
+        if device.type == "cuda":
+            share = gpu * rates[("pretrain", "decode_batch")] / 1000
+            print(f"decode_batch on the GPU at that rate: {share:.0%} of the GPU's time per pretraining sample.")
+        else:
+            print("No GPU here: decode_batch ran on the CPU (the main process's cost with video_decode device on "
+                  "a CPU machine); rerun on a GPU for nvJPEG's share of a step.")
 
 if __name__ == "__main__":
     main()
