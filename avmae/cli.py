@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--workers", type=int, default=2)
         s.add_argument("--video-format", choices=["jpeg", "array"], default="jpeg",
                        help="jpeg: frame shards (default); array: uint8 video.npy")
-        s.add_argument("--jpeg-quality", type=int, default=3, help="ffmpeg mjpeg -q:v, 2 (best) .. 31")
+        s.add_argument("--jpeg-quality", type=int, default=89, help="libjpeg quality of the stored frames, 50..100")
 
     def label_kind(s):
         s.add_argument("--labels", choices=("single", "multi", "verb_noun"), default="single",

@@ -7,15 +7,16 @@ upper bound for JPEG sizes) and ``plain`` (ffmpeg's ``testsrc2`` pattern: large 
 areas). Then, one clip at a time on one core (ffmpeg ``-threads 1``, torch 1 thread):
 
 * **decode floor**: ``ffmpeg -i clip -f null -`` (both streams decoded, nothing else);
-* **jpeg**: :func:`avmae.data.features.clip_features_jpeg` (audio decode + log-mel,
-  video decode + 25 fps + short side 256 + JPEG), the stored format;
+* **jpeg**: :func:`avmae.data.features.clip_features_jpeg` (one ffmpeg: audio decode,
+  video decode + 25 fps + short side 256; then log-mel and libjpeg-turbo JPEG encoding
+  in Python), the stored format;
 * **array**: :func:`avmae.data.features.clip_features` (uint8 256x256 frames), for
   comparison.
 
 Costs are CPU seconds (this process plus its ffmpeg children, ``getrusage``), so
 "clips/s per core" is 1 / CPU seconds per clip and does not depend on how busy the
-shared machine is; ffmpeg's decoder, filter and encoder run as threads of one process,
-so its wall time is lower than its CPU time. Finally ``extract()`` runs over all clips
+shared machine is; ffmpeg's decoder, filters and muxers run as threads of one process,
+and the JPEG encoding overlaps it, so wall time is lower than CPU time. Finally ``extract()`` runs over all clips
 with ``--workers`` threads for the wall-clock rate and the peak memory of a real job.
 
     python benchmarks/extract.py --clips 6 --workers 2
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +36,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avmae.data.features import Spec, clip_features, clip_features_jpeg, extract
+from avmae.data.features import (JPEG_QUALITY, Spec, clip_features, clip_features_jpeg, extract,
+                                 ffmpeg_command)
 from avmae.data.ffmpeg import ffmpeg_exe
 
 SOURCES = {
@@ -69,20 +72,17 @@ def measure(fn, clips: list[Path]) -> tuple[float, float, list]:
     return (cpu_seconds() - c0) / len(clips), (time.perf_counter() - t0) / len(clips), out
 
 
-def ffmpeg_peak_mib(path: Path, spec: Spec, quality: int) -> str:
-    """Peak RSS of the video ffmpeg of one clip, run alone under GNU time (if present)."""
-    import ffmpeg
-    s = spec.short_side
-    args = (ffmpeg.input(f"file:{path}", threads=1)["v:0"].filter("fps", fps=spec.fps)
-            .filter("scale", f"if(lt(iw,ih),{s},-2)", f"if(lt(iw,ih),-2,{s})", flags="area", out_range="full")
-            .filter("format", "yuv420p")
-            .output("pipe:", format="image2pipe", vcodec="mjpeg", color_range="pc", **{"q:v": quality})
-            .get_args())
-    if not Path("/usr/bin/time").exists():
-        return "n/a (no /usr/bin/time)"
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", ffmpeg_exe(), "-nostdin", "-v", "error", *args],
-                       capture_output=True, check=True)
-    return f"{int(r.stderr.decode().split()[-1]) / 1024:.0f}"
+def ffmpeg_peak_mib(path: Path, spec: Spec) -> str:
+    """Peak RSS of the ffmpeg that extracts one clip: the command of
+    :func:`avmae.data.features.ffmpeg_command` (audio to /dev/null instead of a pipe),
+    started by a bare Python (a child's peak RSS counts the process it was forked from,
+    ~10 MiB here against ~900 MiB for a Python with torch imported)."""
+    code = ("import resource, subprocess, sys; "
+            "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    cmd = ffmpeg_command(path, spec, "/dev/null", "jpeg")
+    r = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, check=True, text=True)
+    return f"{int(r.stdout.split()[-1]) / 1024:.0f}"
 
 
 def floor(path: Path) -> None:
@@ -95,7 +95,7 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=6, help="clips per content kind")
     p.add_argument("--workers", type=int, default=2, help="threads of the whole-job extract() run")
     p.add_argument("--short-side", type=int, default=256)
-    p.add_argument("--jpeg-quality", type=int, default=3)
+    p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY, help="libjpeg quality")
     a = p.parse_args()
     torch.set_num_threads(1)
     spec = Spec(10.0, 25, a.short_side, 16000, 128)
@@ -108,7 +108,7 @@ def main() -> None:
                 make_clip(path, kind, i)
         mp4 = np.mean([p.stat().st_size for ps in clips.values() for p in ps]) / 1e6
         print(f"{a.clips} clips per kind, 10 s 640x360 30 fps H.264 + AAC, mean {mp4:.2f} MB; "
-              f"stored: 25 fps, short side {a.short_side}, mjpeg -q:v {a.jpeg_quality}; 1 core per clip\n")
+              f"stored: 25 fps, short side {a.short_side}, JPEG quality {a.jpeg_quality}; 1 core per clip\n")
         print(f"{'content':9} {'stage':14} {'CPU s/clip':>10} {'wall s/clip':>11} {'clips/s/core':>12} "
               f"{'x floor':>7} {'video MB/clip':>13}")
         for kind, paths in clips.items():
@@ -140,11 +140,11 @@ def main() -> None:
                 jpeg_quality=a.jpeg_quality)
         wall = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        child = ffmpeg_peak_mib(clips["detailed"][0], spec, a.jpeg_quality)
+        child = ffmpeg_peak_mib(clips["detailed"][0], spec)
         on_disk = sum(f.stat().st_size for f in (tmp / "out").rglob("*") if f.is_file()) / len(rows) / 1e6
         print(f"extract(): {len(rows)} clips, {a.workers} workers: {wall:.1f} s wall, "
               f"{len(rows) / wall:.2f} clips/s; {on_disk:.2f} MB/clip on disk; peak RSS: this process "
-              f"{rss:.0f} MiB (before the job {rss0:.0f} MiB: torch and friends), one video ffmpeg {child} MiB")
+              f"{rss:.0f} MiB (before the job {rss0:.0f} MiB: torch and friends), one clip's ffmpeg {child} MiB")
 
 
 if __name__ == "__main__":

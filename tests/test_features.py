@@ -12,7 +12,7 @@ from torchvision.io import decode_jpeg, encode_jpeg
 
 from avmae.data.dataset import AVClipDataset
 from avmae.data.features import (DecodeError, Spec, combine, decode_video, extract, extract_shard,
-                                 log_mel, split_jpegs)
+                                 log_mel)
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import read_vggsound
 from avmae.data.toy import SAMPLE_RATE, make_toy_vggsound, write_mp4
@@ -20,12 +20,12 @@ from avmae.data.toy import SAMPLE_RATE, make_toy_vggsound, write_mp4
 SECONDS, FPS, SIDE = 3.0, 10, 24  # small settings keep the test fast
 BROKEN = {  # name: (split, reason or reason prefix)
     "empty": ("train", "empty file (0 bytes)"),
-    "cut": ("test", "audio decode failed: moov atom not found"),
-    "cut_faststart": ("train", "truncated file (audio: "),
+    "cut": ("test", "decode failed: moov atom not found"),
+    "cut_faststart": ("train", "truncated file ("),
     "silent_film": ("train", "no audio stream"),
     "radio": ("train", "no video stream"),
     "short_video": ("test", "only 10 of 30 video frames decoded"),
-    "garbage": ("train", "audio decode failed: "),
+    "garbage": ("train", "decode failed: "),
 }
 
 
@@ -93,7 +93,7 @@ def test_jpeg_layout_shapes_and_dtypes(extracted):
     assert meta["audio_frames"] == 300 and meta["video_frames"] == 30
     assert (meta["fps"], meta["short_side"], meta["n_mels"], meta["sample_rate"],
             meta["clip_seconds"], meta["video_format"], meta["jpeg_quality"]) == (
-        FPS, SIDE, 128, 16000, SECONDS, "jpeg", 3)
+        FPS, SIDE, 128, 16000, SECONDS, "jpeg", 89)
     assert meta["classes"] == sorted(meta["classes"]) and "never downloaded" in meta["classes"]
     for split in ("train", "test"):
         audio = np.load(out / split / "audio.npy", mmap_mode="r")
@@ -209,19 +209,6 @@ def test_combine_refuses_shards_of_other_sizes(tmp_path):
         combine(manifest, [tmp_path / "a", tmp_path / "b"], tmp_path / "out")
 
 
-def test_split_jpegs_finds_every_image():
-    rng = np.random.default_rng(0)
-    images = [encode_jpeg(torch.from_numpy(rng.integers(0, 256, (3, 16 + i, 24), dtype=np.uint8)), quality=q)
-              for i, q in enumerate((50, 90, 100))]
-    data = b"".join(bytes(im.numpy()) for im in images)
-    offsets = split_jpegs(data)
-    assert offsets == [0, *np.cumsum([len(im) for im in images]).tolist()]
-    with pytest.raises(DecodeError, match="no start-of-image at byte 0"):
-        split_jpegs(b"not a jpeg")
-    with pytest.raises(DecodeError, match="has no end"):
-        split_jpegs(data[: offsets[1] - 2])
-
-
 def test_manifest_without_ok_clips_is_an_error(tmp_path):
     path = tmp_path / "manifest.csv"
     pd.DataFrame([{"id": "a", "start_seconds": 0, "label": "x", "split": "train",
@@ -233,5 +220,5 @@ def test_manifest_without_ok_clips_is_an_error(tmp_path):
 def test_bad_storage_settings_are_errors(tmp_path):
     with pytest.raises(ValueError, match="video_format 'png' is not one of"):
         extract(tmp_path / "m.csv", tmp_path / "out", video_format="png")
-    with pytest.raises(ValueError, match="jpeg_quality 1 is not an ffmpeg mjpeg"):
-        extract(tmp_path / "m.csv", tmp_path / "out", jpeg_quality=1)
+    with pytest.raises(ValueError, match=r"jpeg_quality 3 is not a libjpeg quality in 50..100 \(not ffmpeg's -q:v"):
+        extract(tmp_path / "m.csv", tmp_path / "out", jpeg_quality=3)

@@ -1,10 +1,12 @@
 """Decode downloaded clips into fixed-size log-mel arrays and 25 fps JPEG frame shards.
 
-Each clip is decoded by two ffmpeg pipes (one per stream, no per-frame seeking):
+Each clip is decoded by one ffmpeg process (:func:`ffmpeg_command`; one demuxer for both
+streams, no per-frame seeking), its video read while it runs:
 
-- audio: 16 kHz mono float32, padded with zeros or trimmed to ``clip_seconds`` exactly
-  (ffmpeg builds differ by a few samples), then a Kaldi log-mel filterbank
-  (:func:`log_mel`) padded by repeating the last frame or trimmed to ``clip_seconds * 100``;
+- audio (on a second pipe): 16 kHz mono float32, padded with zeros or trimmed to
+  ``clip_seconds`` exactly (ffmpeg builds differ by a few samples), then a Kaldi log-mel
+  filterbank (:func:`log_mel`) padded by repeating the last frame or trimmed to
+  ``clip_seconds * 100``;
 - video: ``fps`` frames per second, scaled so the short side is ``short_side``, padded
   by repeating the last frame or trimmed to ``clip_seconds * fps`` frames.
 
@@ -12,13 +14,17 @@ Storage (``video_format``):
 
 - ``jpeg`` (default, paper scale): the frames keep their aspect ratio (the train-time
   random crop may then fall anywhere along the long side, as in the official DMVR
-  pipeline) and are JPEG-encoded by ffmpeg's own mjpeg encoder in the same pipe
-  (``jpeg_quality`` is its ``-q:v``, 2 = best .. 31; 3 by default), so no raw frame ever
-  reaches Python. Per split, ``video_jpeg.bin`` holds every kept clip's frames back to
-  back and ``video_jpeg_offsets.npy`` (int64 [N, frames + 1]) their byte offsets: frame
-  ``f`` of row ``i`` is ``bin[off[i, f]:off[i, f + 1]]``. A training window reads and
-  decodes only its own frames (``torchvision.io.decode_jpeg``), never a video. Measured
-  (``benchmarks/extract.py``): ~4.7 MB per 10 s clip at 456x256 on noisy synthetic
+  pipeline; the long side is rounded to even). ffmpeg hands over full-range yuv420p
+  planes and libjpeg-turbo (``simplejpeg``) encodes each frame as it arrives, straight
+  from its planes: no RGB conversion, one frame in memory at a time. ``jpeg_quality`` is
+  the libjpeg quality, 50..100; the default 89 gives the PSNR of ffmpeg's mjpeg
+  ``-q:v 3``, which this pipeline used before (and which made ~20-30 % smaller files,
+  but cost more CPU time: see the README's "Extraction cost"). Per split,
+  ``video_jpeg.bin`` holds every kept clip's frames back to back and
+  ``video_jpeg_offsets.npy`` (int64 [N, frames + 1]) their byte offsets: frame ``f`` of
+  row ``i`` is ``bin[off[i, f]:off[i, f + 1]]``. A training window reads and decodes only
+  its own frames (``torchvision.io.decode_jpeg``), never a video. Measured
+  (``benchmarks/extract.py``): ~6 MB per 10 s clip at 456x256 on noisy synthetic
   content, against 88 MB as raw uint8; see the README for projections.
 - ``array``: uint8 frames centre-cropped to a square ``S x S``, ``video.npy``
   [N, frames, S, S, 3] read through a memory map. Lossless and simplest, but 49 MB per
@@ -41,13 +47,15 @@ import csv
 import json
 import os
 import re
+import subprocess
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import ffmpeg
 import numpy as np
+import simplejpeg
 import pandas as pd
 import torch
 import torchaudio
@@ -65,6 +73,8 @@ CHUNK = 64  # clips per read when computing statistics or compacting arrays
 VIDEO_FORMATS = ("jpeg", "array")
 VIDEO_FILES = {"jpeg": ("video_jpeg.bin", "video_jpeg_offsets.npy"), "array": ("video.npy",)}
 SHARD_FILE = "shard.json"
+JPEG_QUALITY = 89  # libjpeg quality: the PSNR of ffmpeg's mjpeg -q:v 3, used before
+JPEG_QUALITIES = (50, 100)  # allowed range; anything lower is likely an old -q:v value
 SHARD_TOTALS = ("counts", "train_moments")  # the shard.json entries that differ between shards
 
 
@@ -128,109 +138,11 @@ def _first_error(stderr: bytes) -> str:
     return "no error message"
 
 
-def _run(stream, what: str) -> bytes:
-    """Run an ffmpeg-python graph and return its stdout; problems become DecodeError.
-
-    ffmpeg exits 0 on an MP4 whose data ends early (it decodes what is there and logs
-    "partial file"); such a truncated file is an error here too.
-    """
-    try:
-        out, err = stream.global_args("-nostdin", "-v", "error").run(
-            cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as e:
-        message = _first_error(e.stderr)
-        if "matches no streams" in message:
-            raise DecodeError(f"no {what} stream") from None
-        raise DecodeError(f"{what} decode failed: {message}") from None
-    if b"partial file" in err:
-        raise DecodeError(f"truncated file ({what}: {_first_error(err)})")
-    return out
-
-
 def _check_length(got: int, want: int, what: str, unit: str) -> None:
     if got == 0:
         raise DecodeError(f"no {what} decoded")
     if got < MIN_DECODED_FRACTION * want:
         raise DecodeError(f"only {got} of {want} {what} {unit} decoded")
-
-
-def decode_audio(path: Path, spec: Spec) -> np.ndarray:
-    """Mono float32 waveform of exactly ``spec.audio_samples`` samples."""
-    out = _run(ffmpeg.input(f"file:{path}")["a:0"].output(
-        "pipe:", format="f32le", ac=1, ar=spec.sample_rate), "audio")
-    wave = np.frombuffer(out, dtype="<f4")
-    _check_length(len(wave), spec.audio_samples, "audio", "samples")
-    return _fit_length(wave, spec.audio_samples, pad="zero")
-
-
-def decode_video(path: Path, spec: Spec) -> np.ndarray:
-    """uint8 frames [spec.video_frames, S, S, 3]: short side scaled to S, centre crop."""
-    s = spec.short_side
-    stream = (ffmpeg.input(f"file:{path}")["v:0"]
-              .filter("fps", fps=spec.fps)
-              .filter("scale", f"if(lt(iw,ih),{s},-1)", f"if(lt(iw,ih),-1,{s})", flags="area")
-              .filter("crop", s, s)
-              .output("pipe:", format="rawvideo", pix_fmt="rgb24"))
-    out = _run(stream, "video")
-    frames = np.frombuffer(out, dtype=np.uint8).reshape(-1, s, s, 3)
-    _check_length(len(frames), spec.video_frames, "video", "frames")
-    return _fit_length(frames, spec.video_frames, pad="edge")
-
-
-def split_jpegs(data: bytes) -> list[int]:
-    """Byte offsets [n + 1] of the n back-to-back baseline JPEG images in ``data``.
-
-    Walks each image's marker segments by their lengths up to the start of scan; in
-    the entropy-coded data that follows, 0xFF is always stuffed (0xFF00) or a restart
-    marker, so the first 0xFFD9 is the image's end. Raises DecodeError on anything else.
-    """
-    offsets, pos, n = [0], 0, len(data)
-    while pos < n:
-        if data[pos:pos + 2] != b"\xff\xd8":
-            raise DecodeError(f"bad JPEG stream from ffmpeg: no start-of-image at byte {pos}")
-        p = pos + 2
-        while True:
-            if p + 4 > n or data[p] != 0xFF:
-                raise DecodeError(f"bad JPEG stream from ffmpeg: broken marker at byte {p}")
-            marker = data[p + 1]
-            if marker == 0xFF:           # fill byte
-                p += 1
-                continue
-            length = int.from_bytes(data[p + 2:p + 4], "big")
-            p += 2 + length
-            if marker == 0xDA:           # start of scan: entropy-coded data follows
-                break
-        end = data.find(b"\xff\xd9", p)
-        if end < 0:
-            raise DecodeError(f"bad JPEG stream from ffmpeg: image at byte {pos} has no end")
-        pos = end + 2
-        offsets.append(pos)
-    return offsets
-
-
-def decode_video_jpeg(path: Path, spec: Spec, quality: int = 3) -> tuple[bytes, np.ndarray]:
-    """JPEG frames of exactly ``spec.video_frames`` frames, short side ``spec.short_side``,
-    aspect ratio kept (even sides): (concatenated bytes, int64 offsets [frames + 1])."""
-    s = spec.short_side
-    # One decoder thread: extraction runs one clip per core, frame threads only add overhead.
-    stream = (ffmpeg.input(f"file:{path}", threads=1)["v:0"]
-              .filter("fps", fps=spec.fps)
-              .filter("scale", f"if(lt(iw,ih),{s},-2)", f"if(lt(iw,ih),-2,{s})", flags="area",
-                      out_range="full")
-              .filter("format", "yuv420p")
-              .output("pipe:", format="image2pipe", vcodec="mjpeg", color_range="pc",
-                      **{"q:v": quality}))
-    data = _run(stream, "video")
-    offsets = split_jpegs(data)
-    got = len(offsets) - 1
-    _check_length(got, spec.video_frames, "video", "frames")
-    if got >= spec.video_frames:
-        end = offsets[spec.video_frames]
-        return data[:end], np.asarray(offsets[:spec.video_frames + 1], dtype=np.int64)
-    last = data[offsets[-2]:]
-    pad = spec.video_frames - got
-    sizes = np.diff(offsets).tolist() + [len(last)] * pad
-    return data + last * pad, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
 def _open_checked(path: Path) -> None:
@@ -240,25 +152,175 @@ def _open_checked(path: Path) -> None:
         raise DecodeError("empty file (0 bytes)")
 
 
-def clip_audio(path: Path, spec: Spec) -> np.ndarray:
-    """log-mel float16 [audio_frames, n_mels]."""
-    wave = decode_audio(path, spec)
+def ffmpeg_command(path: Path, spec: Spec, audio_out: str | None, video_format: str | None) -> list[str]:
+    """The one ffmpeg command line that decodes a clip: 16 kHz mono float32 audio to
+    ``audio_out`` (an ffmpeg output URL, e.g. ``pipe:5``; None: no audio), the frames
+    (``spec.fps`` per second; None: no video) on stdout.
+
+    ``jpeg``: short side ``spec.short_side``, aspect kept (long side rounded to even),
+    full-range yuv420p in a YUV4MPEG2 stream (its header gives the frame size); ``array``:
+    rgb24 ``S x S`` centre crops, raw. One decoder and one filter thread: extraction runs
+    one clip per core, and more threads only add overhead.
+    """
+    s = spec.short_side
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-threads", "1", "-filter_threads", "1",
+           "-i", f"file:{path}"]
+    if audio_out is not None:
+        cmd += ["-map", "0:a:0", "-ac", "1", "-ar", str(spec.sample_rate), "-f", "f32le", audio_out]
+    if video_format == "jpeg":
+        cmd += ["-map", "0:v:0", "-vf", f"fps={spec.fps},scale='if(lt(iw,ih),{s},-2)':'if(lt(iw,ih),-2,{s})'"
+                f":flags=area:out_range=full,format=yuv420p", "-f", "yuv4mpegpipe", "pipe:1"]
+    elif video_format == "array":
+        cmd += ["-map", "0:v:0", "-vf", f"fps={spec.fps},scale='if(lt(iw,ih),{s},-1)':'if(lt(iw,ih),-1,{s})'"
+                f":flags=area,crop={s}:{s}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    return cmd
+
+
+def _decode_error(returncode: int, stderr: bytes) -> DecodeError | None:
+    """The reason a finished ffmpeg failed, or None. ffmpeg exits 0 on an MP4 whose data
+    ends early (it decodes what is there and logs "partial file"): an error here too."""
+    if returncode != 0:
+        missing = re.search(rb"Failed to set value '0:([av]):0' for option 'map'", stderr)
+        if missing:
+            return DecodeError(f"no {'audio' if missing[1] == b'a' else 'video'} stream")
+        return DecodeError(f"decode failed: {_first_error(stderr)}")
+    if b"partial file" in stderr:
+        return DecodeError(f"truncated file ({_first_error(stderr)})")
+    return None
+
+
+def _drain(f, out: list) -> threading.Thread:
+    """A started thread that reads ``f`` to its end into ``out``."""
+    t = threading.Thread(target=lambda: out.append(f.read()), daemon=True)
+    t.start()
+    return t
+
+
+def decode(path: str | os.PathLike, spec: Spec, audio: bool = True, video_format: str | None = None,
+           read_video=None) -> tuple[np.ndarray | None, object]:
+    """Decode a clip with one ffmpeg process (:func:`ffmpeg_command`), reading the video
+    while ffmpeg runs: (mono float32 waveform of exactly ``spec.audio_samples`` samples,
+    or None without ``audio``; ``read_video(stdout)``, or None without ``video_format``).
+    Problems, ffmpeg's first, become DecodeError."""
+    path = Path(path)
+    _open_checked(path)
+    audio_r, audio_w = os.pipe() if audio else (None, None)
+    try:
+        proc = subprocess.Popen(
+            ffmpeg_command(path, spec, f"pipe:{audio_w}" if audio else None, video_format),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            pass_fds=(audio_w,) if audio else ())
+    except BaseException:
+        if audio:
+            os.close(audio_r)
+        raise
+    finally:
+        if audio:
+            os.close(audio_w)
+    wave, err = [], []  # drained by threads, so that ffmpeg never blocks on them
+    drains = [_drain(proc.stderr, err)]
+    audio_pipe = open(audio_r, "rb") if audio else None
+    if audio:
+        drains.append(_drain(audio_pipe, wave))
+    video, bad_video = None, None
+    try:
+        try:
+            if read_video is not None:
+                video = read_video(proc.stdout)
+        except DecodeError as e:  # ffmpeg's own error, if any, is the better reason
+            bad_video = e
+        proc.stdout.close()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for t in drains:
+            t.join()
+        proc.stderr.close()
+        if audio_pipe:
+            audio_pipe.close()
+    error = _decode_error(proc.returncode, err[0])
+    if error or bad_video:
+        raise error or bad_video
+    if not audio:
+        return None, video
+    samples = np.frombuffer(wave[0], dtype="<f4")
+    _check_length(len(samples), spec.audio_samples, "audio", "samples")
+    return _fit_length(samples, spec.audio_samples, pad="zero"), video
+
+
+def _read_rgb(spec: Spec):
+    """A ``read_video`` for :func:`decode`: uint8 frames [spec.video_frames, S, S, 3]."""
+    s = spec.short_side
+
+    def read(stream) -> np.ndarray:
+        frames = np.frombuffer(stream.read(), dtype=np.uint8)
+        frames = frames[:len(frames) // (s * s * 3) * s * s * 3].reshape(-1, s, s, 3)
+        _check_length(len(frames), spec.video_frames, "video", "frames")
+        return _fit_length(frames, spec.video_frames, pad="edge")
+    return read
+
+
+def _read_jpeg(spec: Spec, quality: int):
+    """A ``read_video`` for :func:`decode`: each frame of the YUV4MPEG2 stream encoded as
+    it arrives by libjpeg-turbo straight from its Y, U and V planes (no RGB conversion);
+    returns (concatenated JPEG bytes, int64 offsets [spec.video_frames + 1])."""
+    def read(stream) -> tuple[bytes, np.ndarray]:
+        header = stream.readline()
+        if not header:
+            raise DecodeError("no video decoded")
+        fields = {f[:1]: f[1:] for f in header.split()[1:]}
+        if not header.startswith(b"YUV4MPEG2 ") or not fields.get(b"C", b"420").startswith(b"420"):
+            raise DecodeError(f"bad YUV4MPEG2 stream from ffmpeg: {header[:80]!r}")
+        w, h = int(fields[b"W"]), int(fields[b"H"])
+        cw, ch = (w + 1) // 2, (h + 1) // 2
+        size = w * h + 2 * cw * ch
+        jpegs: list[bytes] = []
+        got = 0
+        while line := stream.readline():
+            planes = np.frombuffer(stream.read(size), dtype=np.uint8)
+            if not line.startswith(b"FRAME") or len(planes) < size:
+                raise DecodeError(f"bad YUV4MPEG2 stream from ffmpeg at frame {got}")
+            got += 1
+            if len(jpegs) < spec.video_frames:  # later frames are read, not encoded
+                jpegs.append(simplejpeg.encode_jpeg_yuv_planes(
+                    planes[:w * h].reshape(h, w), planes[w * h:w * h + cw * ch].reshape(ch, cw),
+                    planes[w * h + cw * ch:].reshape(ch, cw), quality=quality))
+        _check_length(got, spec.video_frames, "video", "frames")
+        jpegs += jpegs[-1:] * (spec.video_frames - len(jpegs))  # pad with the last frame
+        offsets = np.zeros(len(jpegs) + 1, dtype=np.int64)
+        np.cumsum([len(j) for j in jpegs], out=offsets[1:])
+        return b"".join(jpegs), offsets
+    return read
+
+
+def clip_audio(wave: np.ndarray, spec: Spec) -> np.ndarray:
+    """log-mel float16 [audio_frames, n_mels] of a waveform from :func:`decode`."""
     mel = log_mel(torch.from_numpy(wave.copy()), spec.sample_rate, spec.n_mels).numpy()
     return _fit_length(mel, spec.audio_frames, pad="edge").astype(np.float16)
 
 
+def decode_audio(path: Path, spec: Spec) -> np.ndarray:
+    """Mono float32 waveform of exactly ``spec.audio_samples`` samples."""
+    return decode(path, spec)[0]
+
+
+def decode_video(path: Path, spec: Spec) -> np.ndarray:
+    """uint8 frames [spec.video_frames, S, S, 3]: short side scaled to S, centre crop."""
+    return decode(path, spec, audio=False, video_format="array", read_video=_read_rgb(spec))[1]
+
+
 def clip_features(path: Path, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
     """(log-mel float16 [audio_frames, n_mels], frames uint8 [video_frames, S, S, 3])."""
-    _open_checked(path)
-    mel = clip_audio(path, spec)
-    return mel, decode_video(path, spec)
+    wave, frames = decode(path, spec, video_format="array", read_video=_read_rgb(spec))
+    return clip_audio(wave, spec), frames
 
 
-def clip_features_jpeg(path: Path, spec: Spec, quality: int = 3) -> tuple[np.ndarray, bytes, np.ndarray]:
+def clip_features_jpeg(path: Path, spec: Spec, quality: int = JPEG_QUALITY) -> tuple[np.ndarray, bytes, np.ndarray]:
     """(log-mel float16 [audio_frames, n_mels], JPEG bytes, offsets int64 [video_frames + 1])."""
-    _open_checked(path)
-    mel = clip_audio(path, spec)
-    return (mel, *decode_video_jpeg(path, spec, quality))
+    wave, (data, offsets) = decode(path, spec, video_format="jpeg", read_video=_read_jpeg(spec, quality))
+    return clip_audio(wave, spec), data, offsets
 
 
 def _ordered_map(fn, n: int, workers: int):
@@ -364,7 +426,7 @@ def _write_jpeg(paths: list[Path], split_dir: Path, spec: Spec, workers: int,
 
 
 def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, workers: int,
-                   video_format: str = "jpeg", jpeg_quality: int = 3) -> tuple[int, list[dict]]:
+                   video_format: str = "jpeg", jpeg_quality: int = JPEG_QUALITY) -> tuple[int, list[dict]]:
     """Write audio.npy, the video storage and clips.csv (id, label, split; one row per
     array row) of one split; return (count, skipped rows)."""
     split_dir.mkdir(parents=True, exist_ok=True)
@@ -410,7 +472,7 @@ def _moments(audio_path: Path) -> list[float]:
 def extract_shard(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
                   clip_seconds: float = 10.0, fps: int = 25, short_side: int = 40,
                   sample_rate: int = 16000, n_mels: int = 128, workers: int = 2,
-                  video_format: str = "jpeg", jpeg_quality: int = 3) -> dict:
+                  video_format: str = "jpeg", jpeg_quality: int = JPEG_QUALITY) -> dict:
     """Extract the manifest's ok clips (one download shard) into ``out_dir``; return shard.json.
 
     Writes per split ``{split}/audio.npy`` (float16 [N, clip_seconds*100, n_mels], raw
@@ -423,8 +485,10 @@ def extract_shard(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
     if video_format not in VIDEO_FORMATS:
         raise ValueError(f"video_format {video_format!r} is not one of {VIDEO_FORMATS}")
-    if not 2 <= jpeg_quality <= 31:
-        raise ValueError(f"jpeg_quality {jpeg_quality} is not an ffmpeg mjpeg -q:v in 2..31")
+    lo, hi = JPEG_QUALITIES
+    if not lo <= jpeg_quality <= hi:
+        raise ValueError(f"jpeg_quality {jpeg_quality} is not a libjpeg quality in {lo}..{hi} "
+                         f"(not ffmpeg's -q:v 2..31 any more; {JPEG_QUALITY} matches -q:v 3)")
     spec = Spec(clip_seconds, fps, short_side, sample_rate, n_mels)
     manifest = _read_manifest(manifest_path)
     ok = manifest[manifest["status"] == "ok"]
