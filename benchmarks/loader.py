@@ -14,9 +14,10 @@ them to the device (``video_decode``: loader, device), for
 It also splits one worker's time per sample into JPEG read+decode, crop/resize,
 colour, and audio (single process), times ``decode_batch`` (the device's half of
 ``video_decode: device``; nvJPEG on a GPU, torchvision's CPU decoder otherwise), and
-reports peak memory. Finally it estimates how many cores keep one H100 fed: the AV-MAE ViT-B pretraining step's FLOPs per sample are
-counted on CPU (``FlopCounterMode``, forward + backward, mid-fusion, the paper's
-masking), and the GPU's rate is ``--gpu-tflops`` x ``--mfu`` (assumptions, printed).
+reports peak memory. Finally it estimates how many cores keep one H100 fed: the FLOPs per sample of the AV-MAE ViT-B pretraining
+step (mid-fusion, the paper's masking) and of the MBT ViT-B audiovisual finetuning step
+are counted on CPU (``FlopCounterMode``, forward + backward), and the GPU's rate is
+``--gpu-tflops`` x ``--mfu`` (assumptions, printed).
 
     python benchmarks/loader.py --clips 4 --batches 6
 """
@@ -120,6 +121,18 @@ def pretrain_flops_per_sample() -> float:
     return counter.get_total_flops()
 
 
+def finetune_flops_per_sample() -> float:
+    """Forward + backward FLOPs of one audiovisual MBT ViT-B finetuning sample (32 frames,
+    VGGSound's 309 classes, fusion from layer 8 with 4 bottleneck tokens)."""
+    from avmae.models.mbt import MBT
+    from model_step import PROFILES, model_config
+    model = MBT(model_config(PROFILES["base"], "mid", "shared"), 309, ["audio", "video"], fusion_layer=8)
+    x = {"audio": torch.randn(1, 1, 800, 128), "video": torch.rand(1, 3, 32, 224, 224) * 2 - 1}
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return counter.get_total_flops()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=int, default=4)
@@ -166,16 +179,19 @@ def main() -> None:
         print(f"peak RSS: main process {rss:.0f} MiB, largest worker/child {kids:.0f} MiB "
               f"(workers are forks of the main process; their own data is a few batches){gpu_mem}")
 
-        flops = pretrain_flops_per_sample()
-        gpu = a.gpu_tflops * 1e12 * a.mfu / flops
-        print(f"\nAV-MAE ViT-B pretraining: {flops / 1e9:.0f} GFLOP per sample (forward + backward); one H100 at "
-              f"{a.gpu_tflops:.0f} TFLOP/s x {a.mfu:.0%} utilisation = {gpu:.0f} samples/s.")
+        gpu_flops = a.gpu_tflops * 1e12 * a.mfu
+        gpu = {"pretrain": gpu_flops / pretrain_flops_per_sample(), "finetune": gpu_flops / finetune_flops_per_sample()}
+        print(f"\nOne H100 at {a.gpu_tflops:.0f} TFLOP/s x {a.mfu:.0%} utilisation (forward + backward FLOPs counted): "
+              f"AV-MAE ViT-B pretraining {gpu_flops / gpu['pretrain'] / 1e9:.0f} GFLOP per sample = "
+              f"{gpu['pretrain']:.0f} samples/s; MBT ViT-B audiovisual finetuning "
+              f"{gpu_flops / gpu['finetune'] / 1e9:.0f} GFLOP per sample = {gpu['finetune']:.0f} samples/s.")
         for decode in VIDEO_DECODE:
             best = {stage: max(rates[(stage, decode, w)] for w in a.workers) for stage in STAGES}
-            print(f"video_decode {decode}: pretraining {best['pretrain']:.1f} samples/s per worker core -> "
-                  f"{gpu / best['pretrain']:.1f} cores per H100; finetuning {best['finetune']:.1f} samples/s per core.")
+            print(f"video_decode {decode}: " + "; ".join(
+                f"{stage} {best[stage]:.1f} samples/s per worker core -> {gpu[stage] / best[stage]:.1f} cores per H100"
+                for stage in STAGES))
         if device.type == "cuda":
-            share = gpu * rates[("pretrain", "decode_batch")] / 1000
+            share = gpu["pretrain"] * rates[("pretrain", "decode_batch")] / 1000
             print(f"decode_batch on the GPU at that rate: {share:.0%} of the GPU's time per pretraining sample.")
         else:
             print("No GPU here: decode_batch ran on the CPU (the main process's cost with video_decode device on "
