@@ -35,12 +35,11 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from avmae.data import augment as A
-from avmae.data.dataset import AVClipDataset
+from avmae.data.dataset import AVClipDataset, make_loader
 from avmae.data.features import extract
 from avmae.data.frames import VIDEO_DECODE, collate, decode_batch
 
@@ -58,8 +57,7 @@ def rate(ds: AVClipDataset, workers: int, batch: int, batches: int) -> float:
     """Samples/s over ``batches`` batches after one warm-up batch (workers started)."""
     n = batch * (batches + 1)
     keys = [(epoch, clip) for epoch in range(-(-n // len(ds))) for clip in range(len(ds))][:n]
-    loader = DataLoader(ds, batch_size=batch, sampler=keys, num_workers=workers, collate_fn=collate,
-                        pin_memory=torch.cuda.is_available(), generator=torch.Generator())
+    loader = make_loader(ds, batch, workers, keys)
     it = iter(loader)
     next(it)
     t0 = time.perf_counter()

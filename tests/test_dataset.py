@@ -9,7 +9,7 @@ from torchvision.io import encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from avmae.data.augment import Augment, Color, SpecAugment, train_box
-from avmae.data.dataset import AVClipDataset
+from avmae.data.dataset import AVClipDataset, make_loader
 from avmae.data.frames import collate, decode_batch, jpeg_size
 from avmae.train.loop import EpochSampler
 from conftest import as_jpeg
@@ -127,9 +127,7 @@ def test_finetune_augmentations_are_deterministic_per_epoch_and_clip(features_di
 
 def _batches(ds, workers: int, rank: int, world: int, per_rank: int):
     sampler = EpochSampler(len(ds), per_rank, rank, world, seed=0)
-    loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=workers,
-                        pin_memory=torch.cuda.is_available(), generator=torch.Generator(),
-                        persistent_workers=False)
+    loader = make_loader(ds, 4, workers, sampler)
     out = []
     for epoch in range(2):
         sampler.set_position(epoch)

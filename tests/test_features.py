@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torchvision.io import decode_jpeg, encode_jpeg
+from torchvision.io import decode_jpeg
 
 from avmae.data.dataset import AVClipDataset
-from avmae.data.features import (DecodeError, Spec, combine, decode_video, extract, extract_shard,
+from avmae.data.features import (Spec, combine, decode_video, extract, extract_shard,
                                  log_mel)
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import read_vggsound

@@ -32,6 +32,7 @@ read at construction), so the dataset works with any number of workers and
 
 from __future__ import annotations
 
+import ctypes
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -39,15 +40,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from avmae.data.augment import Augment, draw_color, eval_box, spec_augment, train_box
 from avmae.data.features import VIDEO_FILES
-from avmae.data.frames import VIDEO_DECODE, jpeg_size, render
+from avmae.data.frames import VIDEO_DECODE, collate, jpeg_size, render
 from avmae.data.labels import LabelSpace
 
 AUDIO_FPS = 100  # log-mel frames per second (10 ms hop)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 class AVClipDataset(Dataset):
@@ -162,9 +164,8 @@ class AVClipDataset(Dataset):
                     "jpeg_sizes": torch.tensor([len(d) for d in data]), "box": box.pack(),
                     **({} if color is None else {"color": color})}
         if self.video_format == "jpeg":
-            full = torch.stack(decode_jpeg([torch.from_numpy(np.array(d)) for d in data],
-                                           mode=ImageReadMode.RGB))   # [T, 3, H, W]
-            return {"video": render(full, box, color)}
+            decoded = decode_jpeg([torch.from_numpy(np.array(d)) for d in data], mode=ImageReadMode.RGB)
+            return {"video": render(decoded, box, color)}
         # Arrays: read only the box from the memory map.
         region = video[row, frames.start:frames.stop:frames.step,
                        box.top:box.top + box.height, box.left:box.left + box.width]
@@ -225,3 +226,30 @@ class ClipSubset(Dataset):
         epoch, i = key
         return self.dataset[(epoch, int(self.rows[i]))]
 
+
+def keep_freed_memory(_worker_id: int | None = None) -> None:
+    """Let this process's malloc reuse freed memory instead of handing it back to the system.
+
+    A loader item allocates several fresh multi-MB tensors (decoded frames, the box, the
+    float video, colour steps); glibc maps each one anew and page-faults it in, which
+    cost a quarter to a third of an item (measured with 224 x 224 windows of 456 x 256
+    frames: pretraining 14.5 -> 11.4 ms, finetuning 74 -> 48 ms). Blocks below 64 MiB
+    then come from the heap, and up to 256 MiB of free heap is kept. The DataLoader's
+    ``worker_init_fn`` (:func:`make_loader`); nothing happens where libc is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+    libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+
+
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int, sampler=None) -> DataLoader:
+    """A DataLoader of :class:`AVClipDataset` items (or a subset's): batches by
+    :func:`avmae.data.frames.collate`, pinned memory with a GPU, workers set up by
+    :func:`keep_freed_memory`, and a generator of its own, so that the global RNG stays
+    out of its seeding."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                      worker_init_fn=keep_freed_memory, generator=torch.Generator())

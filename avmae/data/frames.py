@@ -18,6 +18,8 @@ tensors (tested); nvJPEG's inverse DCT may differ from libjpeg-turbo's by a leve
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch.utils.data import default_collate
 from torchvision.io import ImageReadMode, decode_jpeg
@@ -45,13 +47,24 @@ def jpeg_size(data) -> tuple[int, int]:
     raise ValueError("not a JPEG image with a frame header")
 
 
-def render(frames: torch.Tensor, box: Box, color: torch.Tensor | None) -> torch.Tensor:
-    """uint8 frames [T, 3, H, W] -> the box (resized, flipped), coloured as drawn, in
-    [-1, 1]: float [3, T, out, out], on the frames' device."""
-    video = to_unit_range(apply_box(frames, box))
+def render(frames: torch.Tensor | list[torch.Tensor], box: Box, color: torch.Tensor | None) -> torch.Tensor:
+    """uint8 frames (a [T, 3, H, W] tensor, or a list of [3, H, W] frames as decoded) -> the
+    box (resized, flipped), coloured as drawn, in [-1, 1]: float [3, T, out, out], on the
+    frames' device.
+
+    Only the box is copied out of decoded frames, and without colour the float video is
+    converted in place (the values of ``to_model_range(to_unit_range(x))``): fresh
+    multi-MB tensors cost page faults, which were half of a loader item's time.
+    """
+    if not torch.is_tensor(frames):
+        frames = torch.stack([f[:, box.top:box.top + box.height, box.left:box.left + box.width]
+                              for f in frames])
+        box = replace(box, top=0, left=0)
+    region = apply_box(frames, box)                                   # uint8 [T, 3, out, out]
     if color is not None:
-        video = apply_color(video, color)
-    return to_model_range(video)
+        return to_model_range(apply_color(to_unit_range(region), color))
+    video = torch.empty((3, *region.shape[:1], *region.shape[2:]), device=region.device)
+    return video.copy_(region.permute(1, 0, 2, 3)).div_(255.0).mul_(2.0).sub_(1.0)
 
 
 def collate(items: list[dict]) -> dict:
@@ -76,7 +89,7 @@ def decode_batch(batch: dict, device) -> dict:
                          mode=ImageReadMode.RGB, device=device)
     t = sizes.shape[1]
     batch["video"] = torch.stack([
-        render(torch.stack(frames[i * t:(i + 1) * t]), Box.unpack(boxes[i]),
+        render(frames[i * t:(i + 1) * t], Box.unpack(boxes[i]),
                None if colors is None else colors[i])
         for i in range(len(boxes))])
     return batch

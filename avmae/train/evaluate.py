@@ -12,10 +12,10 @@ import hashlib
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
-from avmae.data.dataset import AVClipDataset
-from avmae.data.frames import collate, decode_batch
+from avmae.data.dataset import AVClipDataset, make_loader
+from avmae.data.frames import decode_batch
 from avmae.train.metrics import average_views
 
 
@@ -26,8 +26,7 @@ def predict(model, data: AVClipDataset, batch_size: int, num_workers: int, devic
     model.eval()
     share = Subset(data, range(rank, len(data), world))
     logits, index = [], []
-    for b in DataLoader(share, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
-                        pin_memory=torch.cuda.is_available()):
+    for b in make_loader(share, batch_size, num_workers):
         b = decode_batch(b, device)
         x = {m: b[m].to(device, dtype) for m in model.modalities}
         logits.append(model(x).float().cpu().numpy())

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from avmae.data.frames import collate
+from avmae.data.dataset import make_loader
 from avmae.train import engine as eng
 
 
@@ -91,10 +91,7 @@ class Trainer:
         self.accum = eng.batch_split(stage["batch_size"], stage["micro_batch_size"], world)
         per_rank = steps_per_epoch * self.accum * stage["micro_batch_size"]
         self.sampler = EpochSampler(len(dataset), per_rank, rank, world, seed)
-        self.loader = DataLoader(dataset, batch_size=stage["micro_batch_size"], sampler=self.sampler,
-                                 num_workers=stage["num_workers"], pin_memory=torch.cuda.is_available(),
-                                 collate_fn=collate,
-                                 generator=torch.Generator())  # keeps the global RNG out of its seeding
+        self.loader = make_loader(dataset, stage["micro_batch_size"], stage["num_workers"], self.sampler)
         self.ckpt_dir = out_dir / "checkpoints"
         self.log_path = out_dir / "log" / "steps.csv"
         self.tensorboard = None  # opened by rank 0 at its first log row
