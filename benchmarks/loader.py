@@ -11,13 +11,14 @@ them to the device (``video_decode``: loader, device), for
 * **finetune**: 32 frames at stride 2, scale jitter 0.9-1.33 + colour + flip,
   SpecAugment (1 x 48 bins, 4 x 48 frames), 800 x 128 audio (paper ``finetune.augment``).
 
-It also splits one worker's time per sample into JPEG read+decode, crop/resize,
-colour, and audio (single process), times ``decode_batch`` (the device's half of
-``video_decode: device``; nvJPEG on a GPU, torchvision's CPU decoder otherwise), and
-reports peak memory. Finally it estimates how many cores keep one H100 fed: the FLOPs per sample of the AV-MAE ViT-B pretraining
-step (mid-fusion, the paper's masking) and of the MBT ViT-B audiovisual finetuning step
-are counted on CPU (``FlopCounterMode``, forward + backward), and the GPU's rate is
-``--gpu-tflops`` x ``--mfu`` (assumptions, printed).
+It also splits one worker's time per sample into JPEG read+decode, rendering (crop,
+resize, flip, colour, [-1, 1]) and audio (single process), times ``decode_batch`` (the
+device's half of ``video_decode: device``; nvJPEG on a GPU, torchvision's CPU decoder
+otherwise), and reports peak memory. Finally it estimates how many cores keep one H100
+fed: the FLOPs per sample of the AV-MAE ViT-B pretraining step (mid-fusion, the paper's
+masking) and of the MBT ViT-B audiovisual finetuning step are counted on CPU
+(``FlopCounterMode``, forward + backward), and the GPU's rate is ``--gpu-tflops`` x
+``--mfu`` (assumptions, printed).
 
     python benchmarks/loader.py --clips 4 --batches 6
 """
@@ -41,7 +42,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from avmae.data import augment as A
 from avmae.data.dataset import AVClipDataset, make_loader
 from avmae.data.features import extract
-from avmae.data.frames import VIDEO_DECODE, collate, decode_batch
+from avmae.data.frames import VIDEO_DECODE, collate, decode_batch, render
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract import make_clip  # noqa: E402  (benchmarks/ is not a package)
@@ -68,7 +69,7 @@ def rate(ds: AVClipDataset, workers: int, batch: int, batches: int) -> float:
 
 def breakdown(ds: AVClipDataset, reps: int) -> dict[str, float]:
     """ms per sample of each part of a loader-decoded item, in this process."""
-    parts = {"jpeg read+decode": 0.0, "crop/resize/flip": 0.0, "colour + [-1, 1]": 0.0, "audio (+SpecAugment)": 0.0}
+    parts = {"jpeg read+decode": 0.0, "render (crop/resize/flip/colour/[-1, 1])": 0.0, "audio (+SpecAugment)": 0.0}
     span = ds.video_frames * ds.video_stride
     for k in range(reps):
         rng = np.random.default_rng([0, k, k % len(ds)])
@@ -76,21 +77,17 @@ def breakdown(ds: AVClipDataset, reps: int) -> dict[str, float]:
         start = int(rng.integers(0, ds.meta["video_frames"] - span + 1))
         t0 = time.perf_counter()
         off = offsets[row]
-        data = [torch.from_numpy(np.array(video[off[f]:off[f + 1]])) for f in range(start, start + span, ds.video_stride)]
-        full = torch.stack(decode_jpeg(data, mode=ImageReadMode.RGB))
+        decoded = decode_jpeg([torch.from_numpy(np.array(video[off[f]:off[f + 1]]))
+                               for f in range(start, start + span, ds.video_stride)], mode=ImageReadMode.RGB)
         t1 = time.perf_counter()
-        box = A.train_box(full.shape[-2], full.shape[-1], ds.crop, ds.augment, rng)
-        cropped = A.to_unit_range(A.apply_box(full, box))
+        box = A.train_box(*decoded[0].shape[-2:], ds.crop, ds.augment, rng)
+        render(decoded, box, A.draw_color(ds.augment.color, rng) if ds.augment.color else None)
         t2 = time.perf_counter()
-        if ds.augment.color is not None:
-            cropped = A.apply_color(cropped, A.draw_color(ds.augment.color, rng))
-        A.to_model_range(cropped)
-        t3 = time.perf_counter()
         wave = torch.from_numpy(audio[row, :ds.audio_frames].astype(np.float32)).unsqueeze(0)
         if ds.augment.spec_augment is not None:
             A.spec_augment(wave, ds.augment.spec_augment, rng)
-        t4 = time.perf_counter()
-        for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+        t3 = time.perf_counter()
+        for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
             parts[name] += dt * 1000 / reps
     return parts
 

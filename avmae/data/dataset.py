@@ -231,11 +231,13 @@ def keep_freed_memory(_worker_id: int | None = None) -> None:
     """Let this process's malloc reuse freed memory instead of handing it back to the system.
 
     A loader item allocates several fresh multi-MB tensors (decoded frames, the box, the
-    float video, colour steps); glibc maps each one anew and page-faults it in, which
-    cost a quarter to a third of an item (measured with 224 x 224 windows of 456 x 256
-    frames: pretraining 14.5 -> 11.4 ms, finetuning 74 -> 48 ms). Blocks below 64 MiB
-    then come from the heap, and up to 256 MiB of free heap is kept. The DataLoader's
-    ``worker_init_fn`` (:func:`make_loader`); nothing happens where libc is not glibc.
+    float video, colour steps); glibc maps each one anew and page-faults it in. Blocks
+    below 64 MiB then come from the heap, and up to 256 MiB of free heap is kept.
+    Measured on 224 x 224 windows of 456 x 256 frames, alternating runs: a finetuning
+    item in a forked worker 43-51 ms instead of 61-66 ms; through a 2-worker DataLoader,
+    pretraining 81-98 instead of 74-86 samples/s, finetuning 24-27 instead of 19-23. The
+    DataLoader's ``worker_init_fn`` (:func:`make_loader`); nothing happens where libc is
+    not glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
