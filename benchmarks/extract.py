@@ -16,8 +16,9 @@ areas). Then, one clip at a time on one core (ffmpeg ``-threads 1``, torch 1 thr
 Costs are CPU seconds (this process plus its ffmpeg children, ``getrusage``), so
 "clips/s per core" is 1 / CPU seconds per clip and does not depend on how busy the
 shared machine is; ffmpeg's decoder, filters and muxers run as threads of one process,
-and the JPEG encoding overlaps it, so wall time is lower than CPU time. Finally ``extract()`` runs over all clips
-with ``--workers`` threads for the wall-clock rate and the peak memory of a real job.
+and the JPEG encoding overlaps it, so wall time is lower than CPU time. Finally
+``extract()`` runs over all clips with ``--workers`` threads for the wall-clock rate and
+the peak memory of a real job.
 
     python benchmarks/extract.py --clips 6 --workers 2
 """
