@@ -11,10 +11,11 @@ them to the device (``video_decode``: loader, device), for
 * **finetune**: 32 frames at stride 2, scale jitter 0.9-1.33 + colour + flip,
   SpecAugment (1 x 48 bins, 4 x 48 frames), 800 x 128 audio (paper ``finetune.augment``).
 
-It also splits one worker's time per sample into JPEG read+decode, rendering (crop,
-resize, flip, colour, [-1, 1]) and audio (single process), times ``decode_batch`` (the
-device's half of ``video_decode: device``; nvJPEG on a GPU, torchvision's CPU decoder
-otherwise), and reports peak memory. Finally it estimates how many cores keep one H100
+It also splits one worker's time per sample into JPEG read+decode, the box (crop,
+resize, flip; uint8) and audio (single process), times ``finish_batch`` (the half of
+the work done where the model runs: float conversion, colour and [-1, 1] for both
+modes, and for ``video_decode: device`` also decoding, with nvJPEG on a GPU and
+torchvision's CPU decoder otherwise), and reports peak memory. Finally it estimates how many cores keep one H100
 fed: the FLOPs per sample of the AV-MAE ViT-B pretraining step (mid-fusion, the paper's
 masking) and of the MBT ViT-B audiovisual finetuning step are counted on CPU
 (``FlopCounterMode``, forward + backward), and the GPU's rate is ``--gpu-tflops`` x
@@ -42,7 +43,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from avmae.data import augment as A
 from avmae.data.dataset import AVClipDataset, make_loader
 from avmae.data.features import extract
-from avmae.data.frames import VIDEO_DECODE, collate, decode_batch, render
+from avmae.data.frames import VIDEO_DECODE, collate, finish_batch, render
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract import make_clip  # noqa: E402  (benchmarks/ is not a package)
@@ -69,7 +70,7 @@ def rate(ds: AVClipDataset, workers: int, batch: int, batches: int) -> float:
 
 def breakdown(ds: AVClipDataset, reps: int) -> dict[str, float]:
     """ms per sample of each part of a loader-decoded item, in this process."""
-    parts = {"jpeg read+decode": 0.0, "render (crop/resize/flip/colour/[-1, 1])": 0.0, "audio (+SpecAugment)": 0.0}
+    parts = {"jpeg read+decode": 0.0, "box (crop/resize/flip)": 0.0, "audio (+SpecAugment)": 0.0}
     span = ds.video_frames * ds.video_stride
     for k in range(reps):
         rng = np.random.default_rng([0, k, k % len(ds)])
@@ -81,7 +82,7 @@ def breakdown(ds: AVClipDataset, reps: int) -> dict[str, float]:
                                for f in range(start, start + span, ds.video_stride)], mode=ImageReadMode.RGB)
         t1 = time.perf_counter()
         box = A.train_box(*decoded[0].shape[-2:], ds.crop, ds.augment, rng)
-        render(decoded, box, A.draw_color(ds.augment.color, rng) if ds.augment.color else None)
+        render(decoded, box)
         t2 = time.perf_counter()
         wave = torch.from_numpy(audio[row, :ds.audio_frames].astype(np.float32)).unsqueeze(0)
         if ds.augment.spec_augment is not None:
@@ -92,15 +93,18 @@ def breakdown(ds: AVClipDataset, reps: int) -> dict[str, float]:
     return parts
 
 
-def device_decode_ms(ds: AVClipDataset, batch: int, reps: int, device: torch.device) -> float:
-    """ms per sample of :func:`decode_batch` (decode, crop, colour) of collated batches on ``device``."""
+def finish_ms(ds: AVClipDataset, batch: int, reps: int, device: torch.device) -> float:
+    """ms per sample of :func:`finish_batch` of collated batches on ``device`` (host-to-device
+    copy included)."""
     batches = [collate([ds[(r, (r * batch + i) % len(ds))] for i in range(batch)]) for r in range(reps + 1)]
-    decode_batch(batches[0], device)              # warm-up (nvJPEG handle, kernels)
+    if device.type == "cuda":
+        batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
+    finish_batch(batches[0], device)              # warm-up (nvJPEG handle, kernels)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     for b in batches[1:]:
-        decode_batch(b, device)
+        finish_batch(b, device)
     sync()
     return (time.perf_counter() - t0) * 1000 / (reps * batch)
 
@@ -164,9 +168,10 @@ def main() -> None:
                     rates[(stage, decode, w)] = r / max(w, 1)
                     print(f"  video_decode {decode:6} workers {w}: {r:7.1f} samples/s "
                           f"({r / max(w, 1):.1f} per worker process)")
-            ms = device_decode_ms(ds, a.batch, a.batches, device)
-            rates[(stage, "decode_batch")] = ms
-            print(f"  decode_batch on {device.type}: {ms:.2f} ms/sample ({1000 / ms:.0f} samples/s)")
+                ms = finish_ms(ds, a.batch, a.batches, device)
+                rates[(stage, decode, "finish")] = ms
+                print(f"  video_decode {decode:6} finish_batch on {device.type}: {ms:.2f} ms/sample "
+                      f"({1000 / ms:.0f} samples/s)")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         gpu_mem = (f", GPU peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
@@ -186,11 +191,13 @@ def main() -> None:
                 f"{stage} {best[stage]:.1f} samples/s per worker core -> {gpu[stage] / best[stage]:.1f} cores per H100"
                 for stage in STAGES))
         if device.type == "cuda":
-            share = gpu["pretrain"] * rates[("pretrain", "decode_batch")] / 1000
-            print(f"decode_batch on the GPU at that rate: {share:.0%} of the GPU's time per pretraining sample.")
+            for decode in VIDEO_DECODE:
+                share = gpu["pretrain"] * rates[("pretrain", decode, "finish")] / 1000
+                print(f"finish_batch (video_decode {decode}) on the GPU at that rate: {share:.0%} of the "
+                      f"GPU's time per pretraining sample.")
         else:
-            print("No GPU here: decode_batch ran on the CPU (the main process's cost with video_decode device on "
-                  "a CPU machine); rerun on a GPU for nvJPEG's share of a step.")
+            print("No GPU here: finish_batch ran on the CPU (the training process's cost on a CPU machine); "
+                  "rerun on a GPU for its share of a step (nvJPEG with video_decode device).")
 
 if __name__ == "__main__":
     main()

@@ -58,6 +58,12 @@ def write_features(root, n_train=16, n_test=6, classes=4, seed=0, kind="single")
     return root
 
 
+def model_video(item: dict) -> torch.Tensor:
+    """An item's video as the model gets it: float [3, T, H, W] in [-1, 1], coloured."""
+    from avmae.data.frames import collate, finish_batch
+    return finish_batch(collate([item]), "cpu")["video"][0]
+
+
 def as_jpeg(array_dir, out_dir, wide: int = 0, quality: int = 100):
     """The same features in the JPEG-shard layout (frames widened by ``wide`` px per side)."""
     shutil.copytree(array_dir, out_dir)

@@ -10,9 +10,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from avmae.data.augment import Augment, Color, SpecAugment, train_box
 from avmae.data.dataset import AVClipDataset, make_loader
-from avmae.data.frames import collate, decode_batch, jpeg_size
+from avmae.data.frames import collate, finish_batch, jpeg_size
 from avmae.train.loop import EpochSampler
-from conftest import as_jpeg
+from conftest import as_jpeg, model_video
 
 FINETUNE = Augment(scale_jitter=(0.9, 1.33), color=Color(),
                    spec_augment=SpecAugment(freq_masks=1, freq_width=48, time_masks=4, time_width=16))
@@ -22,8 +22,10 @@ def test_shapes_and_ranges(features_dir):
     ds = AVClipDataset(features_dir, "train", video_frames=4, video_stride=4, crop=16, audio_frames=64,
                        train=True)
     item = ds[0]
-    assert item["video"].shape == (3, 4, 16, 16)
-    assert item["video"].min() >= -1 and item["video"].max() <= 1
+    assert item["video"].shape == (4, 3, 16, 16) and item["video"].dtype == torch.uint8
+    video = model_video(item)
+    assert video.shape == (3, 4, 16, 16) and video.dtype == torch.float32
+    assert video.min() >= -1 and video.max() <= 1
     assert item["audio"].shape == (1, 64, 128)
     assert len(ds) == 16 and ds.classes[0] == "class 0"
 
@@ -39,7 +41,7 @@ def test_eval_views_are_spaced_linearly_and_audio_is_centred(features_dir):
         item = ds[1 * 3 + view]
         assert item["index"] == 1
         expected = torch.from_numpy(video[1, start:start + 20:5]).permute(3, 0, 1, 2).float() / 127.5 - 1
-        assert torch.allclose(item["video"], expected, atol=1e-6)
+        assert torch.allclose(model_video(item), expected, atol=1e-6)
         centre = (start + 10) / 25 * 100          # video window centre, in audio frames
         a0 = min(max(int(round(centre - 20)), 0), 300 - 40)
         assert torch.allclose(item["audio"][0], torch.from_numpy(audio[1, a0:a0 + 40].astype(np.float32)))
@@ -74,10 +76,11 @@ def test_jpeg_shards_give_the_same_items_as_arrays(features_dir, tmp_path):
         for key in ([(0, 3), (5, 7)] if train else [0, 5]):
             ia, ij = a[key], j[key]
             assert torch.equal(ia["audio"], ij["audio"]) and ia["label"] == ij["label"]
-            assert ij["video"].shape == (3, 4, 16, 16)
+            va, vj = model_video(ia), model_video(ij)
+            assert vj.shape == (3, 4, 16, 16)
             # JPEG error (4:2:0 chroma of 20-px frames) is far below the gap to another clip
-            other = a[(key[0], key[1] + 1) if train else key + 2]["video"]
-            assert (ia["video"] - ij["video"]).abs().mean() < 0.15 * (ia["video"] - other).abs().mean()
+            other = model_video(a[(key[0], key[1] + 1) if train else key + 2])
+            assert (va - vj).abs().mean() < 0.15 * (va - other).abs().mean()
 
 
 def test_jpeg_frames_keep_their_aspect_and_crops_span_the_width(features_dir, tmp_path):
@@ -86,9 +89,9 @@ def test_jpeg_frames_keep_their_aspect_and_crops_span_the_width(features_dir, tm
     wide = AVClipDataset(jpeg_dir, "test", 4, 4, 16, 64, train=False, num_clips=2)
     square = AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False, num_clips=2)
     for key in range(4):  # the centre crop of the wide frame is the centre crop of the square one
-        other = square[(key + 2) % 12]["video"]
-        err = (wide[key]["video"] - square[key]["video"]).abs().mean()
-        assert err < 0.15 * (square[key]["video"] - other).abs().mean()
+        other = model_video(square[(key + 2) % 12])
+        err = (model_video(wide[key]) - model_video(square[key])).abs().mean()
+        assert err < 0.15 * (model_video(square[key]) - other).abs().mean()
     crops = AVClipDataset(jpeg_dir, "test", 4, 4, 16, 64, train=False, num_clips=2, num_crops=3)
     assert len(crops) == 6 * 2 * 3 and crops.views == 6
     left, centre, right = (crops[2 * 6 + 3 + c] for c in range(3))   # clip 2, second window
@@ -98,7 +101,7 @@ def test_jpeg_frames_keep_their_aspect_and_crops_span_the_width(features_dir, tm
     assert not torch.equal(left["video"], right["video"])
     train = AVClipDataset(jpeg_dir, "train", 4, 4, 16, 64, train=True)
     lefts = {train_box(20, 40, 16, Augment(), np.random.default_rng([0, 0, c])).left for c in range(100)}
-    assert max(lefts) > 4 and train[(0, 1)]["video"].shape == (3, 4, 16, 16)   # crops beyond the square
+    assert max(lefts) > 4 and train[(0, 1)]["video"].shape == (4, 3, 16, 16)   # crops beyond the square
 
 
 def test_eval_resizes_the_short_side_then_centre_crops(features_dir):
@@ -106,7 +109,7 @@ def test_eval_resizes_the_short_side_then_centre_crops(features_dir):
                        train=False, num_clips=1, augment={"eval_short_side": 16})
     video = torch.from_numpy(np.load(features_dir / "test" / "video.npy")[2, 27:47:5]).permute(0, 3, 1, 2)
     expected = TF.resize(video, [16, 16], antialias=True).float() / 127.5 - 1   # 20 -> 16: the whole frame
-    assert torch.allclose(ds[2]["video"], expected.permute(1, 0, 2, 3), atol=1e-5)
+    assert torch.allclose(model_video(ds[2]), expected.permute(1, 0, 2, 3), atol=1e-5)
     with pytest.raises(ValueError, match="exceeds augment.eval_short_side 12"):
         AVClipDataset(features_dir, "test", 4, 5, 16, 40, train=False, augment={"eval_short_side": 12})
 
@@ -116,12 +119,14 @@ def test_finetune_augmentations_are_deterministic_per_epoch_and_clip(features_di
     plain = AVClipDataset(features_dir, "train", 4, 4, 16, 64, train=True)
     a, b, c = ds[(1, 3)], ds[(1, 3)], ds[(2, 3)]
     assert torch.equal(a["video"], b["video"]) and torch.equal(a["audio"], b["audio"])
+    assert torch.equal(a["color"], b["color"]) and not torch.equal(a["color"], c["color"])
     assert not torch.equal(a["video"], c["video"])
-    assert a["video"].min() >= -1 and a["video"].max() <= 1 and a["video"].shape == (3, 4, 16, 16)
+    video = model_video(a)
+    assert video.min() >= -1 and video.max() <= 1 and video.shape == (3, 4, 16, 16)
     masked = [(ds[(e, 3)]["audio"][0] == 0).any(1).sum().item() for e in range(10)]
     assert sum(masked) > 0                                              # SpecAugment zeroes frames
     assert not (plain[(1, 3)]["audio"][0] == 0).any(1).any()            # pretraining: no SpecAugment
-    colour = ds[(1, 3)]["video"].mean((1, 2, 3)) - plain[(1, 3)]["video"].mean((1, 2, 3))
+    colour = model_video(ds[(1, 3)]).mean((1, 2, 3)) - model_video(plain[(1, 3)]).mean((1, 2, 3))
     assert colour.abs().max() > 0                                       # colour/scale changed the pixels
 
 
@@ -144,8 +149,7 @@ def test_workers_and_ranks_see_the_same_items(features_dir, tmp_path):
     threaded = _batches(ds, workers=2, rank=0, world=1, per_rank=16)
     assert len(single) == len(threaded) == 8
     for s, t in zip(single, threaded):
-        assert torch.equal(s["video"], t["video"]) and torch.equal(s["audio"], t["audio"])
-        assert torch.equal(s["index"], t["index"])
+        assert set(s) == set(t) and all(torch.equal(s[k], t[k]) for k in s)
     r0 = _batches(ds, workers=2, rank=0, world=2, per_rank=8)
     r1 = _batches(ds, workers=1, rank=1, world=2, per_rank=8)
     for epoch in range(2):
@@ -162,7 +166,7 @@ def test_workers_and_ranks_see_the_same_items(features_dir, tmp_path):
 
 
 def test_device_decode_gives_the_loaders_batches(features_dir, tmp_path):
-    """video_decode='device': workers pass JPEG bytes and draws, decode_batch renders them
+    """video_decode='device': workers pass JPEG bytes and draws, finish_batch renders them
     where the model runs; on the CPU the batches equal the loader-decoded ones exactly
     (pretraining, finetuning augmentations, 3-crop evaluation), through 2 workers."""
     jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", wide=6, quality=90)   # 20 x 32 frames
@@ -176,16 +180,15 @@ def test_device_decode_gives_the_loaders_batches(features_dir, tmp_path):
         item = device[keys[0]]
         assert "video" not in item and item["jpeg"].dtype == torch.uint8
         assert item["jpeg_sizes"].shape == (4,) and item["jpeg_sizes"].sum() == len(item["jpeg"])
-        assert ("color" in item) == (aug is FINETUNE)
+        assert ("color" in item) == (aug is FINETUNE) == ("color" in loader[keys[0]])
         expected = DataLoader(loader, batch_size=4, sampler=keys, collate_fn=collate)
         got = DataLoader(device, batch_size=4, sampler=keys, collate_fn=collate, num_workers=2)
         for e, g in zip(expected, got):
-            assert "jpeg" in g
-            g = decode_batch(g, torch.device("cpu"))
-            assert set(g) == set(e)
+            assert "jpeg" in g and e["video"].dtype == torch.uint8
+            e, g = finish_batch(e, "cpu"), finish_batch(g, torch.device("cpu"))
+            assert set(g) == set(e) and "color" not in e and e["video"].dtype == torch.float32
             for k in e:
                 assert torch.equal(e[k], g[k]), k
-            assert decode_batch(e, "cpu") is e          # already decoded: left as it is
 
 
 def test_device_decode_refuses_array_features(features_dir):
@@ -208,6 +211,6 @@ def test_gpu_decode_matches_the_cpu(features_dir, tmp_path):
     jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", wide=6, quality=90)
     ds = AVClipDataset(jpeg_dir, "train", 4, 4, 16, 64, train=True, augment=FINETUNE, video_decode="device")
     batch = collate([ds[(0, c)] for c in range(8)])
-    cpu, gpu = decode_batch(batch, "cpu"), decode_batch(batch, "cuda")
+    cpu, gpu = finish_batch(batch, "cpu"), finish_batch(batch, "cuda")
     assert gpu["video"].is_cuda
     assert (gpu["video"].cpu() - cpu["video"]).abs().mean() < 0.02   # ~2.5 of 255 levels

@@ -4,12 +4,15 @@ Each item is one temporal window of one clip:
 
 * video: ``video_frames`` frames taken every ``video_stride`` stored frames (25 fps),
   read from the JPEG shard (only the window's frames are decoded) or the uint8 array,
-  cropped to ``crop`` x ``crop`` (training: random crop, scale jitter and colour if
-  the :class:`~avmae.data.augment.Augment` asks, horizontal flip; evaluation: short
-  side resized to ``augment.eval_short_side``, centre crop), scaled to [-1, 1], shape
-  [3, T, crop, crop]; with ``video_decode="device"`` the item carries the window's JPEG
-  bytes and its crop/colour draws instead, for the training process to decode on its
-  device (:mod:`avmae.data.frames`; batch with its ``collate``);
+  cut to ``crop`` x ``crop`` (training: random crop, with scale jitter if the
+  :class:`~avmae.data.augment.Augment` asks, horizontal flip; evaluation: short side
+  resized to ``augment.eval_short_side``, centre crop): ``video`` uint8
+  [T, 3, crop, crop], with the item's colour draws (``color``) when finetuning asks for
+  colour. :func:`avmae.data.frames.finish_batch` turns a batch of these into the model's
+  float [B, 3, T, crop, crop] in [-1, 1] where the model runs. With
+  ``video_decode="device"`` the item carries the window's JPEG bytes and its box
+  instead, for the training process to decode on its device (batch with
+  :func:`avmae.data.frames.collate`);
 * audio: ``audio_frames`` log-mel frames (100 per second) centred on the centre of
   the video window, clamped to the clip, normalised with the training-split
   mean/std (then SpecAugment when training, if asked), shape [1, audio_frames, n_mels].
@@ -146,10 +149,11 @@ class AVClipDataset(Dataset):
 
     def _video(self, row: int, video: np.ndarray, offsets: np.ndarray | None, frames: range,
                rng: np.random.Generator | None, position: float | None) -> dict:
-        """The window's frames, cropped (and resized, flipped, coloured) to ``video`` float
-        [3, T, crop, crop] in [-1, 1], or, with ``video_decode: device``, its JPEG bytes and
-        draws for :func:`avmae.data.frames.decode_batch`. Training (``rng``): random box
-        and colour; evaluation: the crop at ``position`` (eval_box)."""
+        """The window's frames cut to its box, ``video`` uint8 [T, 3, crop, crop], or,
+        with ``video_decode: device``, its JPEG bytes and box for
+        :func:`avmae.data.frames.finish_batch`; plus the colour draws when finetuning asks
+        for colour. Training (``rng``): random box and colour; evaluation: the crop at
+        ``position`` (eval_box)."""
         if self.video_format == "jpeg":
             off = offsets[row]
             data = [video[off[f]:off[f + 1]] for f in frames]
@@ -158,19 +162,19 @@ class AVClipDataset(Dataset):
             height, width = video.shape[2:4]
         box = (train_box(height, width, self.crop, self.augment, rng) if rng is not None
                else eval_box(height, width, self.crop, self.augment.eval_short_side, position))
-        color = draw_color(self.augment.color, rng) if rng is not None and self.augment.color else None
+        color = ({"color": draw_color(self.augment.color, rng)}
+                 if rng is not None and self.augment.color else {})
         if self.video_decode == "device":
             return {"jpeg": torch.from_numpy(np.concatenate(data)),
-                    "jpeg_sizes": torch.tensor([len(d) for d in data]), "box": box.pack(),
-                    **({} if color is None else {"color": color})}
+                    "jpeg_sizes": torch.tensor([len(d) for d in data]), "box": box.pack(), **color}
         if self.video_format == "jpeg":
             decoded = decode_jpeg([torch.from_numpy(np.array(d)) for d in data], mode=ImageReadMode.RGB)
-            return {"video": render(decoded, box, color)}
+            return {"video": render(decoded, box), **color}
         # Arrays: read only the box from the memory map.
         region = video[row, frames.start:frames.stop:frames.step,
                        box.top:box.top + box.height, box.left:box.left + box.width]
         region = torch.from_numpy(np.ascontiguousarray(region)).permute(0, 3, 1, 2)
-        return {"video": render(region, replace(box, top=0, left=0), color)}
+        return {"video": render(region, replace(box, top=0, left=0)), **color}
 
     def _video_start(self, view: int, rng: np.random.Generator | None) -> int:
         last = self.meta["video_frames"] - self.video_frames * self.video_stride
@@ -231,13 +235,13 @@ def keep_freed_memory(_worker_id: int | None = None) -> None:
     """Let this process's malloc reuse freed memory instead of handing it back to the system.
 
     A loader item allocates several fresh multi-MB tensors (decoded frames, the box, the
-    float video, colour steps); glibc maps each one anew and page-faults it in. Blocks
-    below 64 MiB then come from the heap, and up to 256 MiB of free heap is kept.
-    Measured on 224 x 224 windows of 456 x 256 frames, alternating runs: a finetuning
-    item in a forked worker 43-51 ms instead of 61-66 ms; through a 2-worker DataLoader,
-    pretraining 81-98 instead of 74-86 samples/s, finetuning 24-27 instead of 19-23. The
-    DataLoader's ``worker_init_fn`` (:func:`make_loader`); nothing happens where libc is
-    not glibc.
+    scale-jittered window); glibc maps each one anew and page-faults it in. Blocks below
+    64 MiB then come from the heap, and up to 256 MiB of free heap is kept. Measured
+    through a 2-worker DataLoader on 224 x 224 windows of 456 x 256 frames, alternating
+    runs (three each): finetuning 67-71 instead of 65-66 samples/s, pretraining no
+    different (165-178). (While items were float, this also gave pretraining +9-15 %.)
+    The DataLoader's ``worker_init_fn`` (:func:`make_loader`); nothing happens where
+    libc is not glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

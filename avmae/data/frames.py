@@ -1,19 +1,26 @@
 """From stored frames to model input, in the loader workers or on the training device.
 
+Items leave the DataLoader workers as uint8, so a batch crosses processes, pinned
+memory and the host-to-device copy at a quarter of its float size: the float
+conversion, the finetuning colour (drawn by the worker, ``color``) and the [-1, 1]
+scaling happen where the model runs (:func:`finish_batch`, called by the training step
+and by evaluation).
+
 A stage's ``video_decode`` says where a window's JPEG frames are decoded:
 
 * ``loader``: in the DataLoader workers, on their CPU cores (libjpeg-turbo through
-  ``torchvision.io.decode_jpeg``); an item carries its finished ``video``.
-* ``device``: an item carries the window's JPEG bytes (``jpeg``, ``jpeg_sizes``) and the
-  draws of its augmentation (``box``, and ``color`` when finetuning); :func:`collate`
-  packs a batch's bytes into one tensor and :func:`decode_batch` decodes the batch with
-  one ``decode_jpeg(..., device=...)`` call where the model runs. On an A100/H100 that
-  is the GPU's hardware JPEG decoder (torchvision sends baseline JPEGs, which ours are,
-  to nvJPEG's hardware backend), so the workers only copy bytes and the audio window.
+  ``torchvision.io.decode_jpeg``); an item carries its cropped window, ``video``
+  uint8 [T, 3, crop, crop].
+* ``device``: an item carries the window's JPEG bytes (``jpeg``, ``jpeg_sizes``) and
+  its crop box (``box``); :func:`collate` packs a batch's bytes into one tensor and
+  :func:`finish_batch` decodes the batch with one ``decode_jpeg(..., device=...)`` call
+  where the model runs. On an A100/H100 that is the GPU's hardware JPEG decoder
+  (torchvision sends baseline JPEGs, which ours are, to nvJPEG's hardware backend), so
+  the workers only copy bytes and the audio window.
 
-Both apply the same crop, resize, flip and colour (:func:`render`), with the item's
-draws from its own ``(seed, epoch, clip)`` generator: on the CPU the two give identical
-tensors (tested); nvJPEG's inverse DCT may differ from libjpeg-turbo's by a level or two.
+Both cut the same box (crop, resize, flip: :func:`render`), with the item's draws from
+its own ``(seed, epoch, clip)`` generator: on the CPU the two give identical tensors
+(tested); nvJPEG's inverse DCT may differ from libjpeg-turbo's by a level or two.
 """
 
 from __future__ import annotations
@@ -47,24 +54,25 @@ def jpeg_size(data) -> tuple[int, int]:
     raise ValueError("not a JPEG image with a frame header")
 
 
-def render(frames: torch.Tensor | list[torch.Tensor], box: Box, color: torch.Tensor | None) -> torch.Tensor:
+def render(frames: torch.Tensor | list[torch.Tensor], box: Box) -> torch.Tensor:
     """uint8 frames (a [T, 3, H, W] tensor, or a list of [3, H, W] frames as decoded) -> the
-    box (resized, flipped), coloured as drawn, in [-1, 1]: float [3, T, out, out], on the
-    frames' device.
-
-    Only the box is copied out of decoded frames, and without colour the float video is
-    converted in place (the values of ``to_model_range(to_unit_range(x))``): fresh
-    multi-MB tensors cost page faults, which were half of a loader item's time.
-    """
+    box, resized and flipped: uint8 [T, 3, out, out], contiguous, on the frames' device.
+    Only the box is copied out of decoded frames."""
     if not torch.is_tensor(frames):
         frames = torch.stack([f[:, box.top:box.top + box.height, box.left:box.left + box.width]
                               for f in frames])
         box = replace(box, top=0, left=0)
-    region = apply_box(frames, box)                                   # uint8 [T, 3, out, out]
-    if color is not None:
-        return to_model_range(apply_color(to_unit_range(region), color))
-    video = torch.empty((3, *region.shape[:1], *region.shape[2:]), device=region.device)
-    return video.copy_(region.permute(1, 0, 2, 3)).div_(255.0).mul_(2.0).sub_(1.0)
+    return apply_box(frames, box).contiguous()
+
+
+def model_video(video: torch.Tensor, colors: torch.Tensor | None) -> torch.Tensor:
+    """A batch's uint8 windows [B, T, 3, H, W] -> float [B, 3, T, H, W] in [-1, 1], each
+    item coloured as it drew (``colors`` [B, 6] of :func:`~avmae.data.augment.draw_color`,
+    or None), on the video's device. Without colour it is one pass into the model's layout."""
+    if colors is not None:
+        return torch.stack([to_model_range(apply_color(to_unit_range(v), c)) for v, c in zip(video, colors)])
+    out = torch.empty((video.shape[0], 3, video.shape[1], *video.shape[3:]), device=video.device)
+    return out.copy_(video.transpose(1, 2)).div_(255.0).mul_(2.0).sub_(1.0)
 
 
 def collate(items: list[dict]) -> dict:
@@ -76,20 +84,21 @@ def collate(items: list[dict]) -> dict:
     return {**rest, "jpeg": torch.cat([item["jpeg"] for item in items])}
 
 
-def decode_batch(batch: dict, device) -> dict:
-    """A collated batch with its ``video`` [B, 3, T, out, out] float32 on ``device``: the
-    JPEG frames decoded there and rendered as each item drew. A batch whose loader
-    already decoded its frames is returned as it is."""
-    if "jpeg" not in batch:
-        return batch
+def finish_batch(batch: dict, device) -> dict:
+    """A collated batch as the model takes it: ``video`` float [B, 3, T, out, out] in
+    [-1, 1] on ``device`` (:func:`model_video`). JPEG frames left encoded by the workers
+    are decoded there first, with one ``decode_jpeg`` call, and cut to each item's box.
+    A batch without video (audio-only items) is returned as it is."""
     batch = dict(batch)
-    sizes = batch.pop("jpeg_sizes")
-    boxes, colors = batch.pop("box"), batch.pop("color", None)
-    frames = decode_jpeg(list(torch.split(batch.pop("jpeg"), sizes.flatten().tolist())),
-                         mode=ImageReadMode.RGB, device=device)
-    t = sizes.shape[1]
-    batch["video"] = torch.stack([
-        render(frames[i * t:(i + 1) * t], Box.unpack(boxes[i]),
-               None if colors is None else colors[i])
-        for i in range(len(boxes))])
+    colors = batch.pop("color", None)
+    if "jpeg" in batch:
+        sizes, boxes = batch.pop("jpeg_sizes"), batch.pop("box")
+        frames = decode_jpeg(list(torch.split(batch.pop("jpeg"), sizes.flatten().tolist())),
+                             mode=ImageReadMode.RGB, device=device)
+        t = sizes.shape[1]
+        batch["video"] = torch.stack([render(frames[i * t:(i + 1) * t], Box.unpack(boxes[i]))
+                                      for i in range(len(boxes))])
+    if "video" in batch:
+        batch["video"] = model_video(batch["video"].to(device, non_blocking=True),
+                                     None if colors is None else colors.to(device))
     return batch

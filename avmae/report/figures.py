@@ -153,12 +153,13 @@ def load_model(settings: dict, model_path: str | Path):
 def test_batch(features_dir: str | Path, stage: dict, clips: int, seed: int = 0) -> dict:
     """The first ``clips`` test clips, one centred view each, at the pretraining input size."""
     from avmae.data.dataset import AVClipDataset
+    from avmae.data.frames import collate, finish_batch
 
     inp = stage["input"]
     data = AVClipDataset(features_dir, "test", inp["video_frames"], inp["video_stride"], inp["crop"],
                          inp["audio_frames"], train=False, num_clips=1, seed=seed)
-    items = [data[i] for i in range(min(clips, len(data)))]
-    return {k: torch.stack([it[k] for it in items]) for k in ("audio", "video")}
+    batch = finish_batch(collate([data[i] for i in range(min(clips, len(data)))]), "cpu")
+    return {k: batch[k] for k in ("audio", "video")}
 
 
 # ----------------------------------------------------------------------------- curves

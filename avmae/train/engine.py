@@ -15,7 +15,7 @@ import tempfile
 import torch
 import torch.distributed as dist
 
-from avmae.data.frames import decode_batch
+from avmae.data.frames import finish_batch
 from avmae.train import launch
 
 
@@ -133,11 +133,12 @@ def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size
 
 
 def to_device(batch: dict, engine) -> dict:
-    """Move a batch to the engine's device, casting float tensors to its compute dtype
-    (JPEG frames left encoded by the loader are decoded there, :func:`decode_batch`)."""
+    """Move a batch to the engine's device, casting float tensors to its compute dtype;
+    the uint8 video (or JPEG frames) becomes the model's float video there
+    (:func:`finish_batch`)."""
     dtype = torch.bfloat16 if engine.bfloat16_enabled() else torch.float32
     out = {}
-    for k, v in decode_batch(batch, engine.device).items():
+    for k, v in finish_batch(batch, engine.device).items():
         if torch.is_tensor(v):
             v = v.to(engine.device, non_blocking=True)
             if v.is_floating_point():

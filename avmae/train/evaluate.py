@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import Subset
 
 from avmae.data.dataset import AVClipDataset, make_loader
-from avmae.data.frames import decode_batch
+from avmae.data.frames import finish_batch
 from avmae.train.metrics import average_views
 
 
@@ -27,7 +27,7 @@ def predict(model, data: AVClipDataset, batch_size: int, num_workers: int, devic
     share = Subset(data, range(rank, len(data), world))
     logits, index = [], []
     for b in make_loader(share, batch_size, num_workers):
-        b = decode_batch(b, device)
+        b = finish_batch(b, device)
         x = {m: b[m].to(device, dtype) for m in model.modalities}
         logits.append(model(x).float().cpu().numpy())
         index.append(b["index"].numpy())
