@@ -191,6 +191,16 @@ def test_mixup_has_one_lambda_per_modality():
         assert torch.allclose(t.sum(1), torch.ones(4))
 
 
+def test_mixup_of_one_modality_mixes_it_as_the_audiovisual_batch_would():
+    audio, video, labels = torch.randn(4, 1, 8, 8), torch.randn(4, 3, 2, 4, 4), torch.tensor([0, 1, 2, 1])
+    both = mixup(audio, video, labels, 0.5, rng(7), num_classes=3)
+    for m, x in (("audio", audio), ("video", video)):
+        one = mixup(*((x, None) if m == "audio" else (None, x)), labels, 0.5, rng(7), num_classes=3)
+        other = "video" if m == "audio" else "audio"
+        assert one[other] is None and torch.equal(one[m], both[m])
+        assert torch.equal(one["targets"][m], both["targets"][m])
+
+
 def test_mixup_lambdas_follow_beta_alpha():
     lams = np.array([[mixup(torch.zeros(2, 1), torch.zeros(2, 1), torch.tensor([0, 1]), 0.5, rng(s), 2)["lam"][m]
                       for m in ("audio", "video")] for s in range(2000)])
@@ -216,7 +226,9 @@ def test_mixup_multi_hot_dict_targets_and_alpha_zero():
 def test_mixup_errors():
     with pytest.raises(ValueError, match="pass num_classes"):
         mixup(torch.zeros(2, 1), torch.zeros(2, 1), torch.tensor([0, 1]), 0.5, rng())
-    with pytest.raises(ValueError, match="audio batch 2 != video batch 3"):
+    with pytest.raises(ValueError, match=r"one batch size, got \{'audio': 2, 'video': 3\}"):
         mixup(torch.zeros(2, 1), torch.zeros(3, 1), torch.tensor([0, 1]), 0.5, rng(), 2)
+    with pytest.raises(ValueError, match="audio and/or video"):
+        mixup(None, None, torch.tensor([0, 1]), 0.5, rng(), 2)
     with pytest.raises(ValueError, match="have batch 3, inputs 2"):
         mixup(torch.zeros(2, 1), torch.zeros(2, 1), torch.zeros(3, 4), 0.5, rng())

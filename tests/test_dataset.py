@@ -22,7 +22,7 @@ def test_shapes_and_ranges(features_dir):
     ds = AVClipDataset(features_dir, "train", video_frames=4, video_stride=4, crop=16, audio_frames=64,
                        train=True)
     item = ds[0]
-    assert item["video"].shape == (4, 3, 16, 16) and item["video"].dtype == torch.uint8
+    assert item["video"].shape == (4, 16, 16, 3) and item["video"].dtype == torch.uint8
     video = model_video(item)
     assert video.shape == (3, 4, 16, 16) and video.dtype == torch.float32
     assert video.min() >= -1 and video.max() <= 1
@@ -101,7 +101,7 @@ def test_jpeg_frames_keep_their_aspect_and_crops_span_the_width(features_dir, tm
     assert not torch.equal(left["video"], right["video"])
     train = AVClipDataset(jpeg_dir, "train", 4, 4, 16, 64, train=True)
     lefts = {train_box(20, 40, 16, Augment(), np.random.default_rng([0, 0, c])).left for c in range(100)}
-    assert max(lefts) > 4 and train[(0, 1)]["video"].shape == (4, 3, 16, 16)   # crops beyond the square
+    assert max(lefts) > 4 and train[(0, 1)]["video"].shape == (4, 16, 16, 3)   # crops beyond the square
 
 
 def test_eval_resizes_the_short_side_then_centre_crops(features_dir):
@@ -189,6 +189,27 @@ def test_device_decode_gives_the_loaders_batches(features_dir, tmp_path):
             assert set(g) == set(e) and "color" not in e and e["video"].dtype == torch.float32
             for k in e:
                 assert torch.equal(e[k], g[k]), k
+
+
+@pytest.mark.parametrize("decode", ["loader", "device"])
+def test_unimodal_items_carry_one_modality_with_the_same_draws(features_dir, tmp_path, decode):
+    """An audio-only loader reads no frames and a video-only one no log-mel; either
+    draws what the audiovisual item draws, so its window and augmentations are the same."""
+    jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", quality=90)
+    kw = dict(video_frames=4, video_stride=4, crop=16, audio_frames=64, train=True, augment=FINETUNE,
+              video_decode=decode)
+    both = AVClipDataset(jpeg_dir, "train", **kw)
+    audio = AVClipDataset(jpeg_dir, "train", modalities=["audio"], **kw)
+    video = AVClipDataset(jpeg_dir, "train", modalities=("video",), **kw)
+    for key in [(0, 1), (3, 5)]:
+        b, a, v = both[key], audio[key], video[key]
+        assert set(a) == {"audio", "label", "index"} and torch.equal(a["audio"], b["audio"])
+        assert "audio" not in v and set(v) == set(b) - {"audio"}
+        assert all(torch.equal(torch.as_tensor(v[k]), torch.as_tensor(b[k])) for k in v)
+    batch = finish_batch(collate([audio[(0, c)] for c in range(4)]), "cpu")
+    assert "video" not in batch and batch["audio"].shape == (4, 1, 64, 128)
+    with pytest.raises(ValueError, match="non-empty subset"):
+        AVClipDataset(jpeg_dir, "train", modalities=["audio", "depth"], **kw)
 
 
 def test_device_decode_refuses_array_features(features_dir):

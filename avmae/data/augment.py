@@ -284,7 +284,7 @@ def _as_soft(targets: torch.Tensor, num_classes: int | None, name: str) -> torch
     return targets
 
 
-def mixup(audio: torch.Tensor, video: torch.Tensor, targets, alpha: float,
+def mixup(audio: torch.Tensor | None, video: torch.Tensor | None, targets, alpha: float,
           rng: np.random.Generator, num_classes=None) -> dict:
     """Mix a batch with its reverse, with a separate lambda per modality.
 
@@ -302,13 +302,17 @@ def mixup(audio: torch.Tensor, video: torch.Tensor, targets, alpha: float,
     two, i.e. the targets mixed with ``(lam_audio + lam_video) / 2``. Multi-hot
     (AudioSet) targets are mixed the same way, for a sigmoid loss.
 
+    Either input may be None (a unimodal batch; it stays None): both lambdas are drawn
+    all the same, so a modality is mixed as it would be in the audiovisual run.
+
     ``alpha <= 0`` disables mixup: inputs unchanged, lambdas 1. Returns a dict with
     ``audio``, ``video``, ``targets`` (``{"audio", "video", "all"}``, each a tensor or
     a dict like the input) and ``lam`` (``{"audio": float, "video": float}``).
     """
-    if audio.shape[0] != video.shape[0]:
-        raise ValueError(f"mixup: audio batch {audio.shape[0]} != video batch {video.shape[0]}")
-    b = audio.shape[0]
+    sizes = {m: x.shape[0] for m, x in (("audio", audio), ("video", video)) if x is not None}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"mixup: expected audio and/or video of one batch size, got {sizes}")
+    b = next(iter(sizes.values()))
     if isinstance(targets, dict):
         nc = num_classes if isinstance(num_classes, dict) else {k: num_classes for k in targets}
         soft = {k: _as_soft(v, nc.get(k), k) for k, v in targets.items()}
@@ -322,8 +326,8 @@ def mixup(audio: torch.Tensor, video: torch.Tensor, targets, alpha: float,
     else:
         lam_a = lam_v = 1.0
 
-    def mix(x: torch.Tensor, lam: float) -> torch.Tensor:
-        return x if lam == 1.0 else lam * x + (1.0 - lam) * x.flip(0)
+    def mix(x: torch.Tensor | None, lam: float) -> torch.Tensor | None:
+        return x if x is None or lam == 1.0 else lam * x + (1.0 - lam) * x.flip(0)
 
     out_t = {}
     for name, lam in (("audio", lam_a), ("video", lam_v), ("all", (lam_a + lam_v) / 2)):

@@ -7,7 +7,7 @@ Each item is one temporal window of one clip:
   cut to ``crop`` x ``crop`` (training: random crop, with scale jitter if the
   :class:`~avmae.data.augment.Augment` asks, horizontal flip; evaluation: short side
   resized to ``augment.eval_short_side``, centre crop): ``video`` uint8
-  [T, 3, crop, crop], with the item's colour draws (``color``) when finetuning asks for
+  [T, crop, crop, 3] (channels last, as decoded), with the item's colour draws (``color``) when finetuning asks for
   colour. :func:`avmae.data.frames.finish_batch` turns a batch of these into the model's
   float [B, 3, T, crop, crop] in [-1, 1] where the model runs. With
   ``video_decode="device"`` the item carries the window's JPEG bytes and its box
@@ -52,17 +52,20 @@ from avmae.data.frames import VIDEO_DECODE, collate, jpeg_size, render
 from avmae.data.labels import LabelSpace
 
 AUDIO_FPS = 100  # log-mel frames per second (10 ms hop)
+MODALITIES = ("audio", "video")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 class AVClipDataset(Dataset):
     """Windows of extracted clips. ``augment``: an :class:`Augment` or its config mapping
-    (``finetune.augment``); None gives the pretraining recipe (random crop + flip)."""
+    (``finetune.augment``); None gives the pretraining recipe (random crop + flip).
+    ``modalities``: what items carry (an audio-only model's loader reads and decodes no
+    frames); an item draws the same window and augmentations whichever it carries."""
 
     def __init__(self, features_dir: str | Path, split: str, video_frames: int, video_stride: int,
                  crop: int, audio_frames: int, train: bool, num_clips: int = 1, seed: int = 0,
                  num_crops: int = 1, augment: Augment | dict | None = None,
-                 video_decode: str = "loader"):
+                 video_decode: str = "loader", modalities=MODALITIES):
         self.dir = Path(features_dir)
         self.meta = json.loads((self.dir / "meta.json").read_text())
         split_dir = self.dir / split
@@ -84,6 +87,9 @@ class AVClipDataset(Dataset):
             raise ValueError(f"video_decode 'device' needs JPEG frames, but {self.dir / 'meta.json'} "
                              f"has video_format {self.video_format!r}; use video_decode 'loader'")
         self.video_decode = video_decode
+        self.modalities = tuple(modalities)
+        if not self.modalities or set(self.modalities) - set(MODALITIES):
+            raise ValueError(f"modalities {modalities!r}: expected a non-empty subset of {MODALITIES}")
         self.parts = [self.dir / part / split for part, _ in self.meta["parts"][split]]
         self.starts = np.cumsum([0] + [n for _, n in self.meta["parts"][split]])
         if self.starts[-1] != len(self.index):
@@ -149,7 +155,7 @@ class AVClipDataset(Dataset):
 
     def _video(self, row: int, video: np.ndarray, offsets: np.ndarray | None, frames: range,
                rng: np.random.Generator | None, position: float | None) -> dict:
-        """The window's frames cut to its box, ``video`` uint8 [T, 3, crop, crop], or,
+        """The window's frames cut to its box, ``video`` uint8 [T, crop, crop, 3], or,
         with ``video_decode: device``, its JPEG bytes and box for
         :func:`avmae.data.frames.finish_batch`; plus the colour draws when finetuning asks
         for colour. Training (``rng``): random box and colour; evaluation: the crop at
@@ -164,6 +170,8 @@ class AVClipDataset(Dataset):
                else eval_box(height, width, self.crop, self.augment.eval_short_side, position))
         color = ({"color": draw_color(self.augment.color, rng)}
                  if rng is not None and self.augment.color else {})
+        if "video" not in self.modalities:     # drawn all the same: the audio's draws follow
+            return {}
         if self.video_decode == "device":
             return {"jpeg": torch.from_numpy(np.concatenate(data)),
                     "jpeg_sizes": torch.tensor([len(d) for d in data]), "box": box.pack(), **color}
@@ -198,6 +206,12 @@ class AVClipDataset(Dataset):
                             range(start, start + self.video_frames * self.video_stride,
                                   self.video_stride), rng, position)
 
+        audio = self._audio(row, audio_all, start, rng) if "audio" in self.modalities else {}
+        return {**audio, **video, **self.target(clip), "index": clip}
+
+    def _audio(self, row: int, audio_all: np.ndarray, start: int, rng: np.random.Generator | None) -> dict:
+        """``audio`` [1, audio_frames, n_mels]: the log-mel window centred on the video
+        window starting at frame ``start``, normalised (then SpecAugment when training)."""
         centre = (start + self.video_frames * self.video_stride / 2) / self.fps * AUDIO_FPS
         a0 = int(round(centre - self.audio_frames / 2))
         a0 = min(max(a0, 0), self.meta["audio_frames"] - self.audio_frames)
@@ -205,7 +219,7 @@ class AVClipDataset(Dataset):
         audio = ((audio - self.meta["audio_mean"]) / self.meta["audio_std"]).unsqueeze(0)
         if rng is not None and self.augment.spec_augment is not None:
             audio = spec_augment(audio, self.augment.spec_augment, rng)
-        return {"audio": audio, **video, **self.target(clip), "index": clip}
+        return {"audio": audio}
 
 
 class ClipSubset(Dataset):

@@ -10,7 +10,7 @@ A stage's ``video_decode`` says where a window's JPEG frames are decoded:
 
 * ``loader``: in the DataLoader workers, on their CPU cores (libjpeg-turbo through
   ``torchvision.io.decode_jpeg``); an item carries its cropped window, ``video``
-  uint8 [T, 3, crop, crop].
+  uint8 [T, crop, crop, 3] (channels last, as decoded).
 * ``device``: an item carries the window's JPEG bytes (``jpeg``, ``jpeg_sizes``) and
   its crop box (``box``); :func:`collate` packs a batch's bytes into one tensor and
   :func:`finish_batch` decodes the batch with one ``decode_jpeg(..., device=...)`` call
@@ -56,23 +56,29 @@ def jpeg_size(data) -> tuple[int, int]:
 
 def render(frames: torch.Tensor | list[torch.Tensor], box: Box) -> torch.Tensor:
     """uint8 frames (a [T, 3, H, W] tensor, or a list of [3, H, W] frames as decoded) -> the
-    box, resized and flipped: uint8 [T, 3, out, out], contiguous, on the frames' device.
-    Only the box is copied out of decoded frames."""
+    box, resized and flipped: uint8 [T, out, out, 3], contiguous, on the frames' device.
+
+    Pixels stay in the channels-last order the decoders write (a CPU-decoded frame is an
+    [H, W, 3] buffer seen as [3, H, W]): cutting and resizing in it takes a tenth and a
+    half of the time they take in channels-first order. Only the box is copied out of
+    decoded frames.
+    """
     if not torch.is_tensor(frames):
-        frames = torch.stack([f[:, box.top:box.top + box.height, box.left:box.left + box.width]
-                              for f in frames])
+        frames = torch.stack([f.permute(1, 2, 0)[box.top:box.top + box.height, box.left:box.left + box.width]
+                              for f in frames]).permute(0, 3, 1, 2)
         box = replace(box, top=0, left=0)
-    return apply_box(frames, box).contiguous()
+    return apply_box(frames, box).permute(0, 2, 3, 1).contiguous()
 
 
 def model_video(video: torch.Tensor, colors: torch.Tensor | None) -> torch.Tensor:
-    """A batch's uint8 windows [B, T, 3, H, W] -> float [B, 3, T, H, W] in [-1, 1], each
+    """A batch's uint8 windows [B, T, H, W, 3] -> float [B, 3, T, H, W] in [-1, 1], each
     item coloured as it drew (``colors`` [B, 6] of :func:`~avmae.data.augment.draw_color`,
     or None), on the video's device. Without colour it is one pass into the model's layout."""
     if colors is not None:
-        return torch.stack([to_model_range(apply_color(to_unit_range(v), c)) for v, c in zip(video, colors)])
-    out = torch.empty((video.shape[0], 3, video.shape[1], *video.shape[3:]), device=video.device)
-    return out.copy_(video.transpose(1, 2)).div_(255.0).mul_(2.0).sub_(1.0)
+        return torch.stack([to_model_range(apply_color(to_unit_range(v.permute(0, 3, 1, 2)), c))
+                            for v, c in zip(video, colors)])
+    out = torch.empty((video.shape[0], 3, *video.shape[1:4]), device=video.device)
+    return out.copy_(video.permute(0, 4, 1, 2, 3)).div_(255.0).mul_(2.0).sub_(1.0)
 
 
 def collate(items: list[dict]) -> dict:

@@ -31,13 +31,14 @@ from avmae.train.pretrain import steps_per_epoch
 MODALITY_SETS = {"audio": ["audio"], "video": ["video"], "av": ["audio", "video"]}
 
 
-def dataset(features_dir, split: str, stage: dict, train: bool, seed: int) -> AVClipDataset:
+def dataset(features_dir, split: str, stage: dict, train: bool, seed: int, modality: str) -> AVClipDataset:
+    """The ``split``'s clips as the ``modality`` model reads them (only its inputs loaded)."""
     inp = stage["input"]
     return AVClipDataset(features_dir, split, inp["video_frames"], inp["video_stride"], inp["crop"],
                          inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed,
                          num_crops=stage.get("eval_crops", 1),
                          augment=stage.get("augment"),  # finetune.augment; None: crop + flip
-                         video_decode=stage["video_decode"])
+                         video_decode=stage["video_decode"], modalities=MODALITY_SETS[modality])
 
 
 def build_model(settings: dict, labels: LabelSpace, modality: str) -> MBT:
@@ -77,7 +78,7 @@ def make_loss(model: MBT, engine, stage: dict, seed: int, epoch_of):
     kind, smoothing = model.head_spec.kind, stage["label_smoothing"]
 
     def loss_fn(b):
-        inputs = {m: b[m] for m in ("audio", "video")}
+        inputs = {m: b.get(m) for m in ("audio", "video")}
         labels = targets(b, kind)
         per_modality = {m: labels for m in model.modalities}
         if alpha > 0:
@@ -119,11 +120,11 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
     rank, world = eng.setup_distributed()
     stage = settings["finetune"]
     torch.manual_seed(settings["seed"] + rank)
-    clips = dataset(features_dir, "train", stage, train=True, seed=settings["seed"])
+    clips = dataset(features_dir, "train", stage, train=True, seed=settings["seed"], modality=modality)
     train_set = clips
     if train_ids is not None:
         train_set = ClipSubset(clips, [c.id for c in read_clips(train_ids)], str(train_ids))
-    test_set = dataset(features_dir, "test", stage, train=False, seed=settings["seed"])
+    test_set = dataset(features_dir, "test", stage, train=False, seed=settings["seed"], modality=modality)
     steps = steps_per_epoch(len(train_set), stage, world, features_dir)
 
     model = build_model(settings, clips.label_space, modality)
