@@ -23,8 +23,8 @@ augmentations from a generator seeded by ``(seed, epoch, clip)``: the same clip 
 same epoch gets the same augmentation whatever the number of processes, workers, or a
 resume in between. Evaluation items are plain indices: ``num_clips`` windows spaced
 linearly over each clip, each seen through ``num_crops`` crops (1: the centre; 3: start,
-centre and end of the long side, as in 3-crop video testing), carrying their clip ``index`` so that logits can be averaged
-per clip.
+centre and end of the long side, as in 3-crop video testing), carrying their clip
+``index`` so that logits can be averaged per clip.
 
 A split's rows may live in several shard folders (``meta.json``'s ``parts``, one per
 download shard, see :func:`avmae.data.features.combine`); rows are numbered across them
