@@ -98,13 +98,15 @@ def test_pretrain_then_finetune(features_dir, tiny_settings, tmp_path):
 
 def test_decoding_on_the_device_trains_as_decoding_in_the_loader(features_dir, tiny_settings, tmp_path):
     """video_decode 'device' (JPEG frames decoded in the training process, on the GPU at
-    paper scale) gives the loader-decoded run's losses and metrics, here on the CPU."""
+    paper scale) gives the loader-decoded run's losses and metrics, here on the CPU; the
+    device run also loads through 2 DataLoader workers, kept across its 3 finetuning
+    epochs, against none."""
     jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", quality=90)
     tiny_settings["finetune"]["augment"] = {"color": {}, "scale_jitter": [0.9, 1.33]}
     runs = {}
-    for where in ("loader", "device"):
+    for where, workers in (("loader", 0), ("device", 2)):
         for section in ("pretrain", "finetune"):
-            tiny_settings[section] = {**tiny_settings[section], "video_decode": where,
+            tiny_settings[section] = {**tiny_settings[section], "video_decode": where, "num_workers": workers,
                                       "epochs": 1 if section == "pretrain" else 3}
         pre = pretrain.run(tiny_settings, jpeg_dir, tmp_path / where / "pre")
         ft = finetune.run(tiny_settings, jpeg_dir, tmp_path / where / "pre" / "model.pt", "av",

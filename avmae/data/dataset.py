@@ -268,8 +268,10 @@ def keep_freed_memory(_worker_id: int | None = None) -> None:
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, sampler=None) -> DataLoader:
     """A DataLoader of :class:`AVClipDataset` items (or a subset's): batches by
     :func:`avmae.data.frames.collate`, pinned memory with a GPU, workers set up by
-    :func:`keep_freed_memory`, and a generator of its own, so that the global RNG stays
-    out of its seeding."""
+    :func:`keep_freed_memory` and kept from one epoch to the next (items carry their
+    epoch in their key, so a worker holds no epoch state), and a generator of its own,
+    so that the global RNG stays out of its seeding."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate, pin_memory=torch.cuda.is_available(),
-                      worker_init_fn=keep_freed_memory, generator=torch.Generator())
+                      worker_init_fn=keep_freed_memory, persistent_workers=num_workers > 0,
+                      generator=torch.Generator())
