@@ -7,9 +7,10 @@ Each item is one temporal window of one clip:
   cut to ``crop`` x ``crop`` (training: random crop, with scale jitter if the
   :class:`~avmae.data.augment.Augment` asks, horizontal flip; evaluation: short side
   resized to ``augment.eval_short_side``, centre crop): ``video`` uint8
-  [T, crop, crop, 3] (channels last, as decoded), with the item's colour draws (``color``) when finetuning asks for
-  colour. :func:`avmae.data.frames.finish_batch` turns a batch of these into the model's
-  float [B, 3, T, crop, crop] in [-1, 1] where the model runs. With
+  [T, crop, crop, 3] (channels last, as decoded), with the item's colour draws
+  (``color``) when finetuning asks for colour. :func:`avmae.data.frames.finish_batch`
+  turns a batch of these into the model's float [B, 3, T, crop, crop] in [-1, 1]
+  where the model runs. With
   ``video_decode="device"`` the item carries the window's JPEG bytes and its box
   instead, for the training process to decode on its device (batch with
   :func:`avmae.data.frames.collate`);
