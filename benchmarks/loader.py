@@ -2,7 +2,7 @@
 
 Builds a small paper-scale feature folder with the real pipeline (``--clips`` 10 s
 640x360 clips from ffmpeg's Mandelbrot source with film grain, extracted to JPEG shards
-at short side 256 and 10 s of 128-bin log-mel), then times ``AVClipDataset`` through a
+at short side 256 and 10 s of 128-bin log-mel; or reuses ``--features``), then times ``AVClipDataset`` through a
 ``DataLoader`` (batch ``--batch``, ``(epoch, clip)`` keys, ``pin_memory`` when a GPU is
 present) with 0, 1 and 2 workers, decoding the JPEG frames in the workers and leaving
 them to the device (``video_decode``: loader, device), for
@@ -53,6 +53,16 @@ STAGES = {"pretrain": dict(video_frames=16, video_stride=4, crop=224, audio_fram
           "finetune": dict(video_frames=32, video_stride=2, crop=224, audio_frames=800,
                            augment=yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
                            ["finetune"]["augment"])}
+
+
+def build_features(out: Path, clips: int, tmp: Path) -> None:
+    """``clips`` 10 s 640x360 clips of detailed content, extracted to JPEG shards in ``out``."""
+    rows = []
+    for i in range(clips):
+        make_clip(tmp / f"c{i}.mp4", "detailed", i)
+        rows.append({"id": f"c{i}", "label": "x", "split": "train", "status": "ok", "path": str(tmp / f"c{i}.mp4")})
+    pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
+    extract(tmp / "manifest.csv", out, short_side=256, workers=2)
 
 
 def rate(ds: AVClipDataset, workers: int, batch: int, batches: int) -> float:
@@ -140,29 +150,30 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--gpu-tflops", type=float, default=989.0, help="H100 SXM dense bf16 peak")
     p.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
+    p.add_argument("--features", type=Path, help="a feature folder to reuse, built there first if it "
+                   "has no meta.json (default: a temporary one); a GPU machine without ffmpeg can "
+                   "take one built elsewhere")
     a = p.parse_args()
     torch.set_num_threads(1)  # one core per loader process, as in a DataLoader worker
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        rows = []
-        for i in range(a.clips):
-            make_clip(tmp / f"c{i}.mp4", "detailed", i)
-            rows.append({"id": f"c{i}", "label": "x", "split": "train", "status": "ok", "path": str(tmp / f"c{i}.mp4")})
-        pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
-        extract(tmp / "manifest.csv", tmp / "f", short_side=256, workers=2)
-        shard = (tmp / "f" / "train" / "video_jpeg.bin").stat().st_size / a.clips / 1e6
-        print(f"features: {a.clips} clips of 10 s, JPEG frames 456x256 ({shard:.2f} MB/clip), "
+        features = a.features or tmp / "f"
+        if not (features / "meta.json").exists():
+            build_features(features, a.clips, tmp)
+        clips = len(pd.read_csv(features / "train" / "index.csv"))
+        shard = (features / "train" / "video_jpeg.bin").stat().st_size / clips / 1e6
+        print(f"features: {clips} clips of 10 s, JPEG frames 456x256 ({shard:.2f} MB/clip), "
               f"batch {a.batch}, torch threads 1 per process\n")
         rates = {}
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         for stage, kw in STAGES.items():
-            ds = AVClipDataset(tmp / "f", "train", train=True, **kw)
+            ds = AVClipDataset(features, "train", train=True, **kw)
             parts = breakdown(ds, reps=2 * a.batch)
             print(f"{stage}: {kw['video_frames']} frames x stride {kw['video_stride']}, crop {kw['crop']}, "
                   f"audio {kw['audio_frames']} x 128; ms/sample in one process: "
                   + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()) + f" (sum {sum(parts.values()):.1f})")
             for decode in VIDEO_DECODE:
-                ds = AVClipDataset(tmp / "f", "train", train=True, video_decode=decode, **kw)
+                ds = AVClipDataset(features, "train", train=True, video_decode=decode, **kw)
                 for w in a.workers:
                     r = rate(ds, w, a.batch, a.batches)
                     rates[(stage, decode, w)] = r / max(w, 1)
