@@ -72,8 +72,8 @@ def render(frames: torch.Tensor | list[torch.Tensor], box: Box) -> torch.Tensor:
 
 def model_video(video: torch.Tensor, colors: torch.Tensor | None) -> torch.Tensor:
     """A batch's uint8 windows [B, T, H, W, 3] -> float [B, 3, T, H, W] in [-1, 1], each
-    item coloured as it drew (``colors`` [B, 6] of :func:`~avmae.data.augment.draw_color`,
-    or None), on the video's device. Without colour it is one pass into the model's layout."""
+    item coloured as it drew (``colors`` [B, 6] of :func:`~avmae.data.augment.draw_color`
+    on the CPU, or None), on the video's device. Without colour it is one pass into the model's layout."""
     if colors is not None:
         return torch.stack([to_model_range(apply_color(to_unit_range(v.permute(0, 3, 1, 2)), c))
                             for v, c in zip(video, colors)])
@@ -104,7 +104,6 @@ def finish_batch(batch: dict, device) -> dict:
         t = sizes.shape[1]
         batch["video"] = torch.stack([render(frames[i * t:(i + 1) * t], Box.unpack(boxes[i]))
                                       for i in range(len(boxes))])
-    if "video" in batch:
-        batch["video"] = model_video(batch["video"].to(device, non_blocking=True),
-                                     None if colors is None else colors.to(device))
+    if "video" in batch:   # the colour draws stay on the CPU: reading them needs no sync
+        batch["video"] = model_video(batch["video"].to(device, non_blocking=True), colors)
     return batch
