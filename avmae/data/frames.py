@@ -73,7 +73,8 @@ def render(frames: torch.Tensor | list[torch.Tensor], box: Box) -> torch.Tensor:
 def model_video(video: torch.Tensor, colors: torch.Tensor | None) -> torch.Tensor:
     """A batch's uint8 windows [B, T, H, W, 3] -> float [B, 3, T, H, W] in [-1, 1], each
     item coloured as it drew (``colors`` [B, 6] of :func:`~avmae.data.augment.draw_color`
-    on the CPU, or None), on the video's device. Without colour it is one pass into the model's layout."""
+    on the CPU, or None), on the video's device. Without colour it is one pass into the
+    model's layout."""
     if colors is not None:
         return torch.stack([to_model_range(apply_color(to_unit_range(v.permute(0, 3, 1, 2)), c))
                             for v, c in zip(video, colors)])
