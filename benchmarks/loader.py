@@ -19,7 +19,8 @@ torchvision's CPU decoder otherwise), and reports peak memory. Finally it estima
 fed: the FLOPs per sample of the AV-MAE ViT-B pretraining step (mid-fusion, the paper's
 masking) and of the MBT ViT-B audiovisual finetuning step are counted on CPU
 (``FlopCounterMode``, forward + backward), and the GPU's rate is ``--gpu-tflops`` x
-``--mfu`` (assumptions, printed).
+``--mfu`` (assumptions, printed), or for pretraining ``--pretrain-rate``, measured on a
+GPU by ``engine_step.py --device cuda`` (``gpu_check.sh`` passes it on).
 
     python benchmarks/loader.py --clips 4 --batches 6
 """
@@ -150,6 +151,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--gpu-tflops", type=float, default=989.0, help="H100 SXM dense bf16 peak")
     p.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
+    p.add_argument("--pretrain-rate", type=float, help="pretraining samples/s of one GPU as measured "
+                   "(engine_step.py --device cuda); replaces the estimate above for pretraining")
     p.add_argument("--features", type=Path, help="a feature folder to reuse, built there first if it "
                    "has no meta.json (default: a temporary one); a GPU machine without ffmpeg can "
                    "take one built elsewhere")
@@ -196,10 +199,15 @@ def main() -> None:
               f"AV-MAE ViT-B pretraining {gpu_flops / gpu['pretrain'] / 1e9:.0f} GFLOP per sample = "
               f"{gpu['pretrain']:.0f} samples/s; MBT ViT-B audiovisual finetuning "
               f"{gpu_flops / gpu['finetune'] / 1e9:.0f} GFLOP per sample = {gpu['finetune']:.0f} samples/s.")
+        per = {"pretrain": "H100", "finetune": "H100"}
+        if a.pretrain_rate:
+            gpu["pretrain"], per["pretrain"] = a.pretrain_rate, "GPU measured"
+            print(f"Pretraining as measured instead: {a.pretrain_rate:.0f} samples/s per GPU.")
         for decode in VIDEO_DECODE:
             best = {stage: max(rates[(stage, decode, w)] for w in a.workers) for stage in STAGES}
             print(f"video_decode {decode}: " + "; ".join(
-                f"{stage} {best[stage]:.1f} samples/s per worker core -> {gpu[stage] / best[stage]:.1f} cores per H100"
+                f"{stage} {best[stage]:.1f} samples/s per worker core -> {gpu[stage] / best[stage]:.1f} cores per "
+                f"{per[stage]}"
                 for stage in STAGES))
         if device.type == "cuda":
             for decode in VIDEO_DECODE:

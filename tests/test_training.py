@@ -115,6 +115,45 @@ def test_decoding_on_the_device_trains_as_decoding_in_the_loader(features_dir, t
     assert runs["device"] == runs["loader"]
 
 
+@pytest.mark.parametrize("zero", [1, 2])
+def test_finetuning_sgd_under_zero_takes_the_steps_of_stage_0(features_dir, tiny_settings, tmp_path, zero):
+    """ZeRO partitions SGD's momentum as it partitions Adam's moments: same losses, same model."""
+    tiny_settings["finetune"]["drop_path"] = 0.0
+    pre = tmp_path / "pre.pt"
+    torch.manual_seed(0)
+    torch.save(AVMAE(ModelConfig.from_dict(TINY_MODEL)).state_dict(), pre)
+    runs = {}
+    for stage_ in (0, zero):
+        tiny_settings["finetune"]["zero_stage"] = stage_
+        runs[stage_] = finetune.run(tiny_settings, features_dir, pre, "av", tmp_path / f"zero{stage_}")
+    assert runs[zero]["loss_curve"] == pytest.approx(runs[0]["loss_curve"], rel=1e-5)
+    assert runs[zero]["top1"] == runs[0]["top1"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_bf16_training_follows_fp32(features_dir, tiny_settings, tmp_path):
+    """The paper profile's GPU path at a tiny size: bf16 (precision auto), ZeRO 1, frames
+    decoded by nvJPEG (video_decode device) from 2 pinned-memory workers, then the fp32
+    ZeRO-0 path with loader decoding, both on the GPU. bf16 and nvJPEG's rounding move
+    the losses a little, a wrong device or dtype anywhere fails the run or moves them
+    far; the first epoch's loss is mostly the initial weights', so it is compared."""
+    jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", quality=90)
+    tiny_settings["finetune"]["augment"] = {"color": {}, "scale_jitter": [0.9, 1.33], "mixup_alpha": 0.3}
+    runs = {}
+    for name, precision, zero, decode, workers in (("bf16", "auto", 1, "device", 2), ("fp32", "fp32", 0, "loader", 0)):
+        for section in ("pretrain", "finetune"):
+            tiny_settings[section] = {**tiny_settings[section], "precision": precision, "zero_stage": zero,
+                                      "video_decode": decode, "num_workers": workers}
+        pre = pretrain.run(tiny_settings, jpeg_dir, tmp_path / name / "pre")
+        assert yaml.safe_load((tmp_path / name / "pre" / "config.yaml").read_text())["deepspeed"]["bf16"] == \
+            {"enabled": name == "bf16"}
+        ft = finetune.run(tiny_settings, jpeg_dir, tmp_path / name / "pre" / "model.pt", "av", tmp_path / name / "ft")
+        assert all(math.isfinite(v) for v in pre["loss_curve"] + ft["loss_curve"]), (pre, ft)
+        assert 0.0 <= ft["top1"] <= 100.0 and ft["test_clips"] == 6
+        runs[name] = (pre["loss_curve"][0], ft["loss_curve"][0])
+    assert runs["bf16"] == pytest.approx(runs["fp32"], rel=0.03), runs
+
+
 @pytest.mark.parametrize("kind,metrics", [("multi", {"mAP"}), ("verb_noun", {"verb_top1", "noun_top1", "action_top1"})])
 def test_finetune_heads_and_metrics_follow_the_label_kind(tiny_settings, tmp_path, kind, metrics):
     features = write_features(tmp_path / "features", kind=kind)
