@@ -7,10 +7,11 @@
 #                                     wheels, then runs, logging each to $OUT (default .gpucheck/out)
 #
 # What the run measures (README, "Loader"): the GPU tests (nvJPEG decoding against the
-# CPU's, bf16 + ZeRO pretraining and finetuning against fp32), the trainer's pretraining
-# step on the GPU (ViT-B, bf16, the paper's micro-batch 64 and ZeRO 1), and the loader at
-# 0, 2 and 8 workers with that measured rate: cores per GPU and finish_batch's share of
-# the GPU's time. About 6 minutes on an H200 with 16 cores.
+# CPU's; bf16 + ZeRO 1 pretraining and finetuning on the GPU against fp32), the
+# trainer's pretraining step on the GPU (ViT-B, bf16, the paper's micro-batch 64 and
+# ZeRO 1), and the loader at 0, 2 and 8 workers with that measured rate: cores per GPU
+# and finish_batch's share of the GPU's time. About 6 minutes on an H200 with 16 cores
+# (estimated; never run yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=.gpucheck
@@ -39,7 +40,7 @@ run)
     nvidia-smi -L | tee "$OUT/gpu.txt"
     python3 -c "import torch, torchvision, deepspeed; print('torch', torch.__version__, 'torchvision',
         torchvision.__version__, 'deepspeed', deepspeed.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
-    python3 -m pytest -q -p no:cacheprovider -rs tests/test_dataset.py tests/test_training.py -k gpu 2>&1 \
+    python3 -m pytest -q -p no:cacheprovider -rs tests/test_dataset.py tests/test_training.py -k "gpu or bf16" 2>&1 \
         | tee "$OUT/gpu_tests.txt" || true
     (cd benchmarks && python3 engine_step.py --profile base --device cuda --precision auto --zero 1 \
         --batch 64 --steps 10 --warmup 3) 2>&1 | grep -v "WARNING\|Warning" | tee "$OUT/engine_step.txt" || true

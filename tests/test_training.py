@@ -130,17 +130,18 @@ def test_finetuning_sgd_under_zero_takes_the_steps_of_stage_0(features_dir, tiny
     assert runs[zero]["top1"] == runs[0]["top1"]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_gpu_bf16_training_follows_fp32(features_dir, tiny_settings, tmp_path):
-    """The paper profile's GPU path at a tiny size: bf16 (precision auto), ZeRO 1, frames
-    decoded by nvJPEG (video_decode device) from 2 pinned-memory workers, then the fp32
-    ZeRO-0 path with loader decoding, both on the GPU. bf16 and nvJPEG's rounding move
-    the losses a little, a wrong device or dtype anywhere fails the run or moves them
-    far; the first epoch's loss is mostly the initial weights', so it is compared."""
+def test_bf16_training_follows_fp32(features_dir, tiny_settings, tmp_path):
+    """The paper profile's training path at a tiny size: bf16 (``auto``, and on the GPU
+    where there is one), ZeRO 1, JPEG frames decoded where the model runs (nvJPEG on a
+    GPU) from 2 workers, against fp32 ZeRO 0 with loader decoding. bf16 (and nvJPEG's)
+    rounding moves the losses a little; a wrong device or dtype anywhere fails the run
+    or moves them far. The first epoch's loss is mostly the initial weights', so it is
+    compared."""
     jpeg_dir = as_jpeg(features_dir, tmp_path / "jpeg", quality=90)
     tiny_settings["finetune"]["augment"] = {"color": {}, "scale_jitter": [0.9, 1.33], "mixup_alpha": 0.3}
+    bf16 = "auto" if torch.cuda.is_available() else "bf16"   # auto is fp32 on a CPU
     runs = {}
-    for name, precision, zero, decode, workers in (("bf16", "auto", 1, "device", 2), ("fp32", "fp32", 0, "loader", 0)):
+    for name, precision, zero, decode, workers in (("bf16", bf16, 1, "device", 2), ("fp32", "fp32", 0, "loader", 0)):
         for section in ("pretrain", "finetune"):
             tiny_settings[section] = {**tiny_settings[section], "precision": precision, "zero_stage": zero,
                                       "video_decode": decode, "num_workers": workers}
