@@ -39,7 +39,7 @@ run)
     export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 DS_ACCELERATOR=cuda
     nvidia-smi -L | tee "$OUT/gpu.txt"
     python3 -c "import torch, torchvision, deepspeed; print('torch', torch.__version__, 'torchvision',
-        torchvision.__version__, 'deepspeed', deepspeed.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
+        torchvision.__version__, 'deepspeed', deepspeed.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt" || true
     python3 -m pytest -q -p no:cacheprovider -rs tests/test_dataset.py tests/test_training.py -k "gpu or bf16" 2>&1 \
         | tee "$OUT/gpu_tests.txt" || true
     (cd benchmarks && python3 engine_step.py --profile base --device cuda --precision auto --zero 1 \
