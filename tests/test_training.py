@@ -130,6 +130,23 @@ def test_finetuning_sgd_under_zero_takes_the_steps_of_stage_0(features_dir, tiny
     assert runs[zero]["top1"] == runs[0]["top1"]
 
 
+@pytest.mark.parametrize("zero", [0, 1, 2, 3])
+def test_bf16_master_weights_start_from_the_exact_fp32_weights(tmp_path, zero):
+    """DeepSpeed would copy its fp32 masters from the bf16 cast of the model (rounding a
+    finetuning run's pretrained weights); an export before any step gives back the exact
+    fp32 weights the engine was given, at every ZeRO stage."""
+    eng.setup_distributed()
+    torch.manual_seed(0)
+    model = AVMAE(ModelConfig.from_dict(TINY_MODEL))
+    exact = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert any(not torch.equal(w, w.bfloat16().float()) for w in exact.values())
+    engine, _ = eng.initialize(model, stage(zero_stage=zero, precision="bf16", batch_size=4, micro_batch_size=4),
+                               total_steps=10, world_size=1)
+    pretrain.export_fp32(engine, tmp_path / "model.pt", rank=0)
+    exported = torch.load(tmp_path / "model.pt")
+    assert [n for n, w in exact.items() if not torch.equal(exported[n], w)] == []
+
+
 def test_bf16_training_follows_fp32(features_dir, tiny_settings, tmp_path):
     """The paper profile's training path at a tiny size: bf16 (``auto``, and on the GPU
     where there is one), ZeRO 1, JPEG frames decoded where the model runs (nvJPEG on a

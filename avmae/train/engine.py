@@ -131,8 +131,71 @@ def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size
         "steps_per_print": 10**9,
     }
     optimizer = make_optimizer(model, stage["optimizer"], stage["batch_size"], layer_decay)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()} if ds_config["bf16"]["enabled"] else {}
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    if weights:
+        restore_fp32_masters(engine, weights)
     return engine, ds_config
+
+
+def _unfused_masters(engine) -> dict[int, torch.Tensor]:
+    """bf16 without ZeRO: the fp32 copies DeepSpeed's unfused optimizer keeps, by ``id``
+    of their bf16 parameter (ZeRO 1-3 reach theirs through ``safe_*_full_fp32_param``)."""
+    from deepspeed.runtime.fp16.unfused_optimizer import FP16_UnfusedOptimizer
+
+    opt = engine.optimizer
+    if not isinstance(opt, FP16_UnfusedOptimizer):
+        return {}
+    return {id(lp): hp for lps, hps in zip(opt.fp16_groups, opt.fp32_groups) for lp, hp in zip(lps, hps)}
+
+
+def _has_zero_master(p: torch.nn.Parameter) -> bool:
+    return hasattr(p, "_hp_mapping") or hasattr(p, "ds_id")
+
+
+def restore_fp32_masters(engine, weights: dict[str, torch.Tensor]) -> None:
+    """Set a bf16 engine's fp32 master weights to ``weights`` (the model's before
+    ``deepspeed.initialize``), as rank 0 holds them.
+
+    DeepSpeed casts the model to bf16 first and copies the masters from that cast, which
+    rounds the weights a run starts from (the pretrained ones, when finetuning) to 8 bits
+    of mantissa. Rank 0's weights are the ones DeepSpeed broadcast to every rank.
+    """
+    from deepspeed.utils import safe_set_full_fp32_param
+
+    unfused = _unfused_masters(engine)
+    for name, p in engine.module.named_parameters():
+        if not p.requires_grad:
+            continue
+        w = weights[name].to(p.device, torch.float32)
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast(w, src=0)
+        if id(p) in unfused:
+            unfused[id(p)].data.copy_(w)
+        elif _has_zero_master(p):
+            safe_set_full_fp32_param(p, w)
+        else:
+            raise RuntimeError(f"cannot reach the fp32 master weight of {name} in DeepSpeed's "
+                               f"{type(engine.optimizer).__name__}")
+
+
+def fp32_weights(engine) -> dict[str, torch.Tensor]:
+    """The engine's state dict, whole, fp32 and on the CPU: each parameter its fp32 master
+    weight under bf16 or ZeRO (gathered from the ranks that hold it, so every rank calls
+    this), the module's own otherwise."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    unfused = _unfused_masters(engine)
+    out = {k: v.detach().float().cpu() for k, v in engine.module.state_dict().items()}   # buffers too
+    for name, p in engine.module.named_parameters():
+        if id(p) in unfused:
+            w = unfused[id(p)]
+        elif _has_zero_master(p):
+            w = safe_get_full_fp32_param(p)
+        else:
+            w = p
+        out[name] = w.detach().float().cpu()
+    return out
 
 
 def to_device(batch: dict, engine) -> dict:

@@ -30,22 +30,14 @@ def train_dataset(features_dir, stage: dict, seed: int) -> AVClipDataset:
                          inp["audio_frames"], train=True, seed=seed, video_decode=stage["video_decode"])
 
 
-def export_fp32(engine, checkpoint_dir: Path, path: Path) -> None:
-    """The consolidated fp32 state dict that finetuning and the tables read.
-
-    With ZeRO (parameters or optimizer state partitioned over ranks) or bf16 (fp32 master
-    weights held by the optimizer) it is assembled from the final DeepSpeed checkpoint
-    by DeepSpeed's ``zero_to_fp32``; otherwise the module's own weights are fp32 already.
-    """
-    if engine.zero_optimization_stage() > 0 or engine.bfloat16_enabled():
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-        state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint_dir))
-    else:
-        state = engine.module.state_dict()
-    state = {k: v.detach().float().cpu() for k, v in state.items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def export_fp32(engine, path: Path, rank: int) -> None:
+    """The consolidated fp32 state dict that finetuning and the tables read, written by
+    rank 0: with bf16 or ZeRO, the optimizer's fp32 master weights, gathered from the
+    ranks (every rank calls this); otherwise the module's own fp32 weights."""
+    state = eng.fp32_weights(engine)
+    if rank == 0:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
 
 
 def run(settings: dict, features_dir: str | Path, out_dir: str | Path) -> dict:
@@ -73,8 +65,8 @@ def run(settings: dict, features_dir: str | Path, out_dir: str | Path) -> dict:
         "train_clips": len(dataset), "world_size": world, "train_seconds": seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    export_fp32(engine, out_dir / "model.pt", rank)
     if rank == 0:
-        export_fp32(engine, trainer.ckpt_dir, out_dir / "model.pt")
         write_run_config(out_dir, settings, deepspeed=ds_config, features=str(features_dir))
         write_json(out_dir / "metrics.json", metrics)
     return metrics
