@@ -206,7 +206,8 @@ class Trainer:
 
     def _after_step(self, micro_losses: list[float], tick: float, micro: int) -> None:
         """Bookkeeping after an optimizer step: the loss is averaged over micro-batches and ranks."""
-        total = torch.tensor([sum(micro_losses), len(micro_losses)], dtype=torch.float64)
+        # on the engine's device: NCCL, the backend on GPUs, reduces no CPU tensors
+        total = torch.tensor([sum(micro_losses), len(micro_losses)], dtype=torch.float64, device=self.engine.device)
         if dist.is_initialized():
             dist.all_reduce(total)
         loss = (total[0] / total[1]).item() if total[1] else math.nan
