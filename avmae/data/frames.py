@@ -100,6 +100,11 @@ def finish_batch(batch: dict, device) -> dict:
     colors = batch.pop("color", None)
     if "jpeg" in batch:
         sizes, boxes = batch.pop("jpeg_sizes"), batch.pop("box")
+        if torch.device(device).type == "cuda":
+            # nvJPEG's hardware decoder writes its outputs without waiting for the stream:
+            # into memory the caching allocator may have freed while queued kernels still
+            # read it (pytorch/vision#9606). Draining the stream first prevents that.
+            torch.cuda.current_stream(device).synchronize()
         frames = decode_jpeg(list(torch.split(batch.pop("jpeg"), sizes.flatten().tolist())),
                              mode=ImageReadMode.RGB, device=device)
         t = sizes.shape[1]
