@@ -67,6 +67,17 @@ def test_several_nodes_meet_at_the_first_host():
     assert launch.from_slurm(shared) and shared["AVMAE_INIT_METHOD"] == "file:///shared/store"
 
 
+def test_a_task_bound_to_its_own_gpu_uses_device_0():
+    """--gpus-per-task binds each task to its GPUs: task 3 of a node sees one GPU, as
+    device 0; a task that sees the node's GPUs takes its local index."""
+    bound = slurm_task_env(3, ntasks=4, CUDA_VISIBLE_DEVICES="3")
+    shared = slurm_task_env(3, ntasks=4, CUDA_VISIBLE_DEVICES="0,1,2,3")
+    cpu = slurm_task_env(3, ntasks=4)
+    assert all(launch.from_slurm(e) for e in (bound, shared, cpu))
+    assert (bound["LOCAL_RANK"], shared["LOCAL_RANK"], cpu["LOCAL_RANK"]) == ("0", "3", "3")
+    assert bound["RANK"] == shared["RANK"] == "3"
+
+
 def test_one_task_steps_batch_scripts_and_inner_launchers_are_left_alone():
     one = slurm_task_env(0, ntasks=1)
     batch = {k: v for k, v in slurm_task_env(0).items() if not k.startswith("SLURM_STEP")}   # sbatch -n2 script

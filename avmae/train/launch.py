@@ -95,6 +95,15 @@ def _tasks_on_node(environ: MutableMapping[str, str], node: int) -> int | None:
     return counts[node] if node < len(counts) else None
 
 
+def _local_device(env) -> int:
+    """The task's GPU among those it sees (DeepSpeed takes ``LOCAL_RANK`` as the device
+    index): ``SLURM_LOCALID``, unless SLURM bound each task to its own GPUs, as
+    ``--gpus-per-task`` does, so that task 3 sees one GPU, as device 0."""
+    local = int(env.get("SLURM_LOCALID", "0"))
+    visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+    return local % len(visible) if visible else local
+
+
 def from_slurm(environ: MutableMapping[str, str] | None = None) -> bool:
     """Set the launcher variables from SLURM's when this is a task of a multi-task step.
 
@@ -114,7 +123,7 @@ def from_slurm(environ: MutableMapping[str, str] | None = None) -> bool:
     rank, node = int(env["SLURM_PROCID"]), int(env.get("SLURM_NODEID", "0"))
     env["RANK"] = str(rank)
     env["WORLD_SIZE"] = str(int(tasks))
-    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    env["LOCAL_RANK"] = str(_local_device(env))
     env["NODE_RANK"] = str(node)
     local_world = _tasks_on_node(env, node)
     if local_world is not None:
