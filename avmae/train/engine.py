@@ -199,15 +199,16 @@ def fp32_weights(engine) -> dict[str, torch.Tensor]:
 
 
 def to_device(batch: dict, engine) -> dict:
-    """Move a batch to the engine's device, casting float tensors to its compute dtype;
-    the uint8 video (or JPEG frames) becomes the model's float video there
-    (:func:`finish_batch`)."""
+    """Move a batch to the engine's device: the model inputs (``audio``, ``video``) in its
+    compute dtype, labels as they are; the clip indices stay on the CPU, where masking
+    and mixup read them. The uint8 video (or JPEG frames) becomes the model's float video
+    there (:func:`finish_batch`)."""
     dtype = torch.bfloat16 if engine.bfloat16_enabled() else torch.float32
     out = {}
     for k, v in finish_batch(batch, engine.device).items():
-        if torch.is_tensor(v):
+        if torch.is_tensor(v) and k != "index":
             v = v.to(engine.device, non_blocking=True)
-            if v.is_floating_point():
+            if k in ("audio", "video"):
                 v = v.to(dtype)
         out[k] = v
     return out

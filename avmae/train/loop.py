@@ -62,8 +62,9 @@ def settings_digest(settings: dict) -> str:
 
 
 def _rng_state() -> dict:
+    """This process's random state (its own GPU's, where it has one)."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
 
 
 def _set_rng_state(state: dict) -> None:
@@ -71,7 +72,7 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if state["cuda"] is not None:
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def peak_memory_gib() -> float:
@@ -99,12 +100,19 @@ class Trainer:
         self.state = {"epoch": 0, "step": 0, "curve": [], "epoch_loss": 0.0, "skipped": 0, "resumed_at": []}
 
     # ---------------------------------------------------------------- checkpoints
+    def _rng_file(self, tag: str) -> Path:
+        # per rank: DeepSpeed keeps the client state of rank 0 only, and each rank draws
+        # its own stochastic depth and dropout
+        return self.ckpt_dir / tag / f"rng_rank{self.rank}.pt"
+
     def _save(self) -> None:
-        client = {**self.state, "rng": _rng_state()}
-        self.engine.save_checkpoint(str(self.ckpt_dir), tag=f"step{self.state['step']}", client_state=client)
+        tag = f"step{self.state['step']}"
+        self._rng_file(tag).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(_rng_state(), self._rng_file(tag))   # before DeepSpeed names the tag 'latest'
+        self.engine.save_checkpoint(str(self.ckpt_dir), tag=tag, client_state=self.state)
         if self.rank == 0:  # keep only the newest checkpoint
             for old in self.ckpt_dir.glob("step*"):
-                if old.name != f"step{self.state['step']}":
+                if old.name != tag:
                     shutil.rmtree(old, ignore_errors=True)
 
     def _resume(self) -> None:
@@ -114,7 +122,13 @@ class Trainer:
         path, client = self.engine.load_checkpoint(str(self.ckpt_dir))
         if path is None:
             raise RuntimeError(f"{self.ckpt_dir}: 'latest' names a checkpoint that cannot be loaded")
-        _set_rng_state(client.pop("rng"))
+        rng = self._rng_file(latest.read_text().strip())
+        if rng.exists():
+            _set_rng_state(torch.load(rng, weights_only=False))
+        elif "rng" in client:   # written before the per-rank files: rank 0's state
+            _set_rng_state(client["rng"])
+        else:
+            raise RuntimeError(f"{rng}: missing, so rank {self.rank} cannot resume its random state")
         self.state = {k: client[k] for k in self.state}
         self.state["resumed_at"].append(self.state["step"])
         if self.rank == 0 and self.log_path.exists():  # rows of steps lost with the kill
@@ -155,11 +169,15 @@ class Trainer:
             if key not in ("epoch", "step"):
                 self.tensorboard.add_scalar(f"{self.desc}/{key}", value, row["step"])
 
-    def _finite(self, loss: torch.Tensor) -> bool:
-        flag = torch.tensor([float(torch.isfinite(loss.detach()).all())], device=loss.device)
+    def _finite(self, loss: torch.Tensor) -> float | None:
+        """The micro-batch's loss, or None where it is not finite on some rank: one read
+        from the device, before the backward pass is queued."""
+        loss = loss.detach().float().reshape(1)
+        flag = torch.isfinite(loss).float()
         if dist.is_initialized():
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        return bool(flag.item())
+        finite, value = torch.cat([flag, loss]).tolist()
+        return value if finite else None
 
     def fit(self, loss_fn) -> dict:
         """Train to ``stage['epochs']``; returns the loop state (curve, steps, skips)."""
@@ -179,9 +197,10 @@ class Trainer:
                        leave=False, initial=done_in_epoch * self.accum, total=self.steps_per_epoch * self.accum)
             for batch in bar:
                 loss = loss_fn(eng.to_device(batch, self.engine))
-                if self._finite(loss):
+                value = self._finite(loss)
+                if value is not None:
                     self.engine.backward(loss)
-                    micro_losses.append(loss.item())
+                    micro_losses.append(value)
                 elif on_nonfinite == "stop":
                     raise FloatingPointError(f"{self.desc}: non-finite loss at optimizer step "
                                              f"{self.state['step']} (epoch {epoch + 1})")
