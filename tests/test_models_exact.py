@@ -59,7 +59,7 @@ def test_paper_token_counts():
         assert video(torch.empty(1, 3, 16, 224, 224)).shape == (1, 1568, 8)
         assert audio(torch.empty(1, 1, 800, 128)).shape == (1, 400, 8)
     # visible = n (1 - ratio): video 0.9, audio 0.5 (VGGSound) and 0.7 (AudioSet)
-    assert num_visible(1568, 0.9) == 156 and num_visible(400, 0.5) == 200 and num_visible(496, 0.7) == 148
+    assert num_visible(1568, 0.9) == 157 and num_visible(400, 0.5) == 200 and num_visible(496, 0.7) == 149
 
 
 def test_paper_size_forward_shapes_on_meta():
@@ -84,7 +84,7 @@ def test_encoder_parameters(size, d, depth):
         "early": depth * block + norm,                                # one stack, one final norm
         "shared": depth * block + norm,                               # tied weights: the same
         "separate": 2 * (depth * block + norm),                       # two stacks, two norms
-        "mid": 2 * (depth - 2) * block + 2 * block + norm,            # L-S per modality, S=2 joint
+        "mid": 2 * ((depth - 2) * block + norm) + 2 * block + norm,   # L-S + norm per modality, S=2 joint
     }
     for strategy, n in expected.items():
         decoder = "early" if strategy == "separate" else "shared"
@@ -110,5 +110,5 @@ def test_mbt_parameters_at_vit_large():
         mbt = MBT(paper("large"), classes, ["audio", "video"], fusion_layer=16, bottlenecks=4)
     streams = 2 * (24 * BLOCK["large"] + 2 * d)
     tokenizers = (1536 * d + d) + (256 * d + d)
-    heads = 2 * (2 * d + d * classes + classes)   # LayerNorm + linear per modality
+    heads = d * classes + classes                  # one linear classifier for both streams
     assert count(mbt) == streams + tokenizers + heads + 4 * d

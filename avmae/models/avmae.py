@@ -165,8 +165,7 @@ class AVMAE(nn.Module):
         self.head = nn.ModuleDict({m: nn.Linear(d.width, self.tokenizers[m].patch_dim)
                                    for m in cfg.target_modalities})
         init_weights(self)
-        for m in cfg.target_modalities:
-            nn.init.normal_(self.mask_token[m], std=0.02)
+        for m in cfg.target_modalities:   # mask tokens stay at zero, as the official model's
             nn.init.zeros_(self.head[m].weight)
             nn.init.zeros_(self.head[m].bias)
 

@@ -59,11 +59,10 @@ class FusionTransformer(nn.Module):
 
         self.split = nn.ModuleDict()
         self.split_norm = nn.ModuleDict()
-        if split:
+        if split:   # each split stack ends in its LayerNorm, also before joint layers (as official)
             names = ["shared"] if strategy == "shared" else self.modalities
             self.split.update({m: stack(split, 0) for m in names})
-            if not joint:
-                self.split_norm.update({m: norm() for m in names})
+            self.split_norm.update({m: norm() for m in names})
         self.joint = stack(joint, split) if joint else None
         self.joint_norm = norm() if joint else None
 
@@ -77,9 +76,9 @@ class FusionTransformer(nn.Module):
         names = [m for m in self.modalities if m in tokens]
         out = {m: tokens[m] for m in names}
         if self.split:
-            out = {m: self.split[self._split_key(m)](x) for m, x in out.items()}
+            out = {m: self.split_norm[self._split_key(m)](self.split[self._split_key(m)](x)) for m, x in out.items()}
         if self.joint is None:
-            return {m: self.split_norm[self._split_key(m)](x) for m, x in out.items()}
+            return out
         lengths = [out[m].shape[1] for m in names]
         joint = self.joint_norm(self.joint(torch.cat([out[m] for m in names], dim=1)))
         return dict(zip(names, joint.split(lengths, dim=1)))

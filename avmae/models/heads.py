@@ -54,11 +54,12 @@ class HeadSpec:
         return sum(self.classes)
 
     def layer(self, width: int) -> nn.Module:
-        """LayerNorm + linear classifier on pooled features; the linear layer starts at zero (as MBT)."""
+        """Linear classifier on pooled, normalised features, starting at zero (as MBT's
+        ``output_projection``)."""
         linear = nn.Linear(width, self.outputs)
         nn.init.zeros_(linear.weight)
         nn.init.zeros_(linear.bias)
-        return nn.Sequential(nn.LayerNorm(width, eps=1e-6), linear)
+        return linear
 
     def split(self, logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Per-head logits: one tensor, or (verb, noun)."""

@@ -13,10 +13,11 @@ import torch
 
 
 def num_visible(n: int, ratio: float) -> int:
-    """Visible tokens after masking ``ratio`` of ``n`` (at least one)."""
+    """Visible tokens after masking ``ratio`` of ``n`` (at least one): the official model
+    masks ``int(ratio * n)`` tokens (ViT-B video, 1568 at 0.9: 157 stay visible)."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
-    return max(1, int(n * (1.0 - ratio) + 1e-6))
+    return max(1, n - int(ratio * n))
 
 
 def sample_seeds(seed: int, epoch: int, clips: torch.Tensor) -> list[int]:

@@ -44,7 +44,7 @@ class MBT(nn.Module):
         self.streams = nn.ModuleDict({m: Stack(e.width, e.heads, e.mlp_dim, rates) for m in self.modalities})
         self.norm = nn.ModuleDict({m: nn.LayerNorm(e.width, eps=1e-6) for m in self.modalities})
         init_weights(self)
-        self.head = nn.ModuleDict({m: self.head_spec.layer(e.width) for m in self.modalities})
+        self.head = self.head_spec.layer(e.width)   # one classifier for every stream, as official MBT
         self.bottleneck = None  # also without fusion layers, where it would be unused
         if len(self.modalities) > 1 and fusion_layer < e.depth:
             self.bottleneck = nn.Parameter(torch.empty(1, bottlenecks, e.width).normal_(std=0.02))
@@ -67,16 +67,17 @@ class MBT(nn.Module):
                 x[m], b = y.split([t.shape[1], shared.shape[1]], dim=1)
                 updates.append(b)
             shared = torch.stack(updates).mean(0)
-        logits = {m: self.head[m](self.norm[m](t).mean(dim=1)) for m, t in x.items()}
+        logits = {m: self.head(self.norm[m](t).mean(dim=1)) for m, t in x.items()}
         return logits if per_modality else torch.stack(list(logits.values())).mean(0)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         return self.head_spec.loss(logits, labels, label_smoothing)
 
     def layer_of(self, name: str) -> int:
-        """Depth of a parameter for layer-wise lr decay: 0 for tokenizers and bottleneck
-        tokens, ``i + 1`` for block ``i`` of either stream, ``depth + 1`` for norms and heads."""
-        if name.startswith("tokenizers.") or name == "bottleneck":
+        """Depth of a parameter for layer-wise lr decay: 0 for tokenizers, ``i + 1`` for
+        block ``i`` of either stream, ``depth + 1`` (the full lr) for norms, the head and
+        the bottleneck tokens, which start untrained (as official ``_get_layer_id``)."""
+        if name.startswith("tokenizers."):
             return 0
         if name.startswith("streams."):
             return int(name.split(".")[3]) + 1
