@@ -70,6 +70,29 @@ def test_deepspeed_steps_lower_the_loss():
     assert sum(losses[-3:]) < 0.5 * sum(losses[:3])
 
 
+@pytest.mark.parametrize("warmup_epochs,warmup", [(0.3, 3), (0.0, 0)])
+def test_lr_warms_up_from_zero_then_follows_a_cosine_to_zero(warmup_epochs, warmup):
+    """Scenic's schedule: optimizer step k trains at base x k / warmup, then at base x
+    (1 + cos(pi (k - warmup) / (total - warmup))) / 2; without warmup, step 0 at base."""
+    eng.setup_distributed()
+    torch.manual_seed(0)
+    adam = {"name": "adamw", "lr": 1.0, "lr_batch": 4, "betas": [0.9, 0.95], "weight_decay": 0.0}
+    engine, _ = eng.initialize(AVMAE(ModelConfig.from_dict(TINY_MODEL)),
+                               stage(epochs=1, batch_size=4, micro_batch_size=4, optimizer=adam,
+                                     warmup_epochs=warmup_epochs), total_steps=10, world_size=1)
+    batch = {"audio": torch.randn(4, 1, 64, 128), "video": torch.rand(4, 3, 4, 16, 16)}
+    used = []
+    for step in range(10):
+        loss, _ = engine(batch, generator=torch.Generator().manual_seed(step))
+        engine.backward(loss)
+        used.append(engine.get_lr()[0])
+        engine.step()
+    expected = [k / warmup if k < warmup else (1 + math.cos(math.pi * (k - warmup) / (10 - warmup))) / 2
+                for k in range(10)]
+    assert used == pytest.approx(expected)
+    assert used[warmup] == 1.0 and used[0] == (0.0 if warmup else 1.0)
+
+
 def test_metrics():
     logits = torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0], [1.0, 0.0]]).numpy()
     per_clip = average_views(logits, torch.tensor([0, 0, 1, 1]).numpy(), 2)

@@ -8,12 +8,14 @@ environment (RANK, WORLD_SIZE, MASTER_ADDR, ...) is used.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import shutil
 import tempfile
 
 import torch
 import torch.distributed as dist
+from torch.optim.lr_scheduler import LambdaLR
 
 from avmae.data.frames import finish_batch
 from avmae.train import launch
@@ -105,6 +107,19 @@ def use_bf16(precision: str) -> bool:
     return precision == "bf16"
 
 
+def warmup_cosine(warmup: int, total: int):
+    """lr factor of optimizer step ``k`` (from 0): linear from 0 over ``warmup`` steps,
+    then a cosine to 0 at ``total``, as Scenic's ``linear_warmup * cosine_decay``
+    (DeepSpeed's WarmupCosineLR runs one step late: two steps at 0, never the peak)."""
+    decay = max(total - warmup, 1)
+
+    def factor(k: int) -> float:
+        if k < warmup:
+            return k / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(k - warmup, decay) / decay))
+    return factor
+
+
 def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size: int,
                layer_decay: float = 1.0):
     """Wrap ``model`` in a DeepSpeed engine configured from a pretrain/finetune config section
@@ -114,7 +129,7 @@ def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size
     micro = stage["micro_batch_size"]
     accum = batch_split(stage["batch_size"], micro, world_size)
     steps_per_epoch = max(total_steps // stage["epochs"], 1)
-    warmup = max(int(round(stage["warmup_epochs"] * steps_per_epoch)), 1)
+    warmup = int(round(stage["warmup_epochs"] * steps_per_epoch))
     ds_config = {
         "train_batch_size": stage["batch_size"],
         "train_micro_batch_size_per_gpu": micro,
@@ -125,14 +140,12 @@ def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size
         # elementwise too, so partitioning its momentum changes nothing (tested).
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": use_bf16(stage["precision"])},
-        "scheduler": {"type": "WarmupCosineLR", "params": {
-            "total_num_steps": max(total_steps, warmup), "warmup_num_steps": warmup,
-            "warmup_min_ratio": 0.0, "cos_min_ratio": 0.0, "warmup_type": "linear"}},
         "steps_per_print": 10**9,
     }
     optimizer = make_optimizer(model, stage["optimizer"], stage["batch_size"], layer_decay)
+    schedule = LambdaLR(optimizer, warmup_cosine(warmup, total_steps))
     weights = {n: p.detach().clone() for n, p in model.named_parameters()} if ds_config["bf16"]["enabled"] else {}
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule, config=ds_config)
     if weights:
         restore_fp32_masters(engine, weights)
     return engine, ds_config
