@@ -1,6 +1,8 @@
 """Windows, crops, augmentations, JPEG shards, workers and ranks of the training dataset."""
 
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -210,6 +212,26 @@ def test_unimodal_items_carry_one_modality_with_the_same_draws(features_dir, tmp
     assert "video" not in batch and batch["audio"].shape == (4, 1, 64, 128)
     with pytest.raises(ValueError, match="non-empty subset"):
         AVClipDataset(jpeg_dir, "train", modalities=["audio", "depth"], **kw)
+
+
+def test_truncated_or_mismatched_shards_are_named(features_dir, tmp_path):
+    """A shard that does not hold its clips fails at the first item, naming the file."""
+    jpeg = as_jpeg(features_dir, tmp_path / "jpeg")
+    with open(jpeg / "train" / "video_jpeg.bin", "r+b") as f:
+        f.truncate(f.seek(0, 2) - 100)
+    with pytest.raises(ValueError, match=r"train/video_jpeg.bin: .* bytes .* \(truncated"):
+        AVClipDataset(jpeg, "train", 4, 4, 16, 64, train=True)[0]
+    np.save(features_dir / "test" / "audio.npy", np.load(features_dir / "test" / "audio.npy")[:-1])
+    with pytest.raises(ValueError, match=r"test/audio.npy: 5 clips, but meta.json's parts say 6"):
+        AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False)[0]
+
+
+def test_missing_normalisation_statistics_are_named(features_dir):
+    meta = json.loads((features_dir / "meta.json").read_text())
+    (features_dir / "meta.json").write_text(json.dumps({**meta, "audio_mean": None}))
+    with pytest.raises(ValueError, match=r"meta.json: audio_mean None, audio_std 1.0: no normalisation"):
+        AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False)
+    assert len(AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False, modalities=("video",))) == 6
 
 
 def test_device_decode_refuses_array_features(features_dir):

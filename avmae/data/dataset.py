@@ -96,6 +96,11 @@ class AVClipDataset(Dataset):
         if self.starts[-1] != len(self.index):
             raise ValueError(f"{split_dir / 'index.csv'}: {len(self.index)} rows, but meta.json's "
                              f"parts hold {self.starts[-1]}")
+        if "audio" in self.modalities:
+            mean, std = self.meta.get("audio_mean"), self.meta.get("audio_std")
+            if not (isinstance(mean, (int, float)) and isinstance(std, (int, float)) and std > 0):
+                raise ValueError(f"{self.dir / 'meta.json'}: audio_mean {mean!r}, audio_std {std!r}: no "
+                                 "normalisation statistics (did every training clip fail extraction?)")
         for part in self.parts:
             for name in ("audio.npy", *VIDEO_FILES[self.video_format]):
                 if not (part / name).exists():
@@ -141,18 +146,28 @@ class AVClipDataset(Dataset):
     def _arrays(self, clip: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
         """(row within its part, the part's audio, video and JPEG offsets) of a clip."""
         if self._opened is None:
-            self._opened = [self._open(part) for part in self.parts]
+            self._opened = [self._open(part, int(n)) for part, n in zip(self.parts, np.diff(self.starts))]
         part = int(np.searchsorted(self.starts, clip, side="right")) - 1
         return (clip - int(self.starts[part]), *self._opened[part])
 
-    def _open(self, part: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _open(self, part: Path, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """A part's memory maps, checked against its ``rows`` clips (meta.json's parts)."""
         audio = np.load(part / "audio.npy", mmap_mode="r")
         if self.video_format == "array":
-            return audio, np.load(part / "video.npy", mmap_mode="r"), None
-        path = part / "video_jpeg.bin"
-        video = (np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size
-                 else np.zeros(0, np.uint8))  # a part whose every clip was skipped
-        return audio, video, np.load(part / "video_jpeg_offsets.npy", mmap_mode="r")
+            video, offsets = np.load(part / "video.npy", mmap_mode="r"), None
+        else:
+            path = part / "video_jpeg.bin"
+            video = (np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size
+                     else np.zeros(0, np.uint8))  # a part whose every clip was skipped
+            offsets = np.load(part / "video_jpeg_offsets.npy", mmap_mode="r")
+            end = int(offsets[-1, -1]) if rows else 0
+            if len(offsets) != rows or end != len(video):
+                raise ValueError(f"{path}: {len(video)} bytes and {len(offsets)} rows of offsets ending at "
+                                 f"{end}, for {rows} clips (truncated or from another extraction?)")
+        for name, array in (("audio.npy", audio), ("video.npy", video if offsets is None else None)):
+            if array is not None and len(array) != rows:
+                raise ValueError(f"{part / name}: {len(array)} clips, but meta.json's parts say {rows}")
+        return audio, video, offsets
 
     def _video(self, row: int, video: np.ndarray, offsets: np.ndarray | None, frames: range,
                rng: np.random.Generator | None, position: float | None) -> dict:
