@@ -124,18 +124,28 @@ def kill_after_second_checkpoint(procs: list[subprocess.Popen], out: Path) -> No
     assert not (out / "metrics.json").exists()
 
 
-def test_two_ranks_resume_each_with_its_own_random_state(tiny_settings, pretrained, tmp_path):
-    """Stochastic depth draws from each rank's own generator (seeded by rank). DeepSpeed
-    keeps the client state of rank 0 only, so each rank's random state is saved beside
-    the checkpoint: after kill -9 and a rerun, 2 ranks finish as an uninterrupted run."""
+@pytest.mark.parametrize("command", ["finetune", "pretrain"])
+def test_two_ranks_resume_to_the_uninterrupted_run(tiny_settings, pretrained, tmp_path, command):
+    """kill -9, then a rerun: 2 ranks finish as an uninterrupted run.
+
+    finetune: stochastic depth draws from each rank's own generator (seeded by rank), and
+    DeepSpeed keeps the client state of rank 0 only, so each rank's random state is
+    saved beside the checkpoint. pretrain: the paper profile's bf16 + ZeRO 1, whose
+    resumed fp32 master weights, optimizer partitions and lr schedule come from the
+    checkpoint."""
     features_dir = write_features(tmp_path / "features")
     s = dict(tiny_settings)
-    s["finetune"] = {**s["finetune"], "drop_path": 0.5, "epochs": 40, "checkpoint_every": 2}
-    extra = ["--pretrained", str(pretrained), "--modality", "av"]
-    launch(cli("finetune", s, features_dir, tmp_path / "straight", extra), 2, tmp_path)
+    if command == "finetune":
+        s["finetune"] = {**s["finetune"], "drop_path": 0.5, "epochs": 40, "checkpoint_every": 2}
+        extra = ["--pretrained", str(pretrained), "--modality", "av"]
+    else:
+        s["pretrain"] = {**s["pretrain"], "precision": "bf16", "zero_stage": 1, "epochs": 40,
+                         "checkpoint_every": 2}
+        extra = []
+    launch(cli(command, s, features_dir, tmp_path / "straight", extra), 2, tmp_path)
     out = tmp_path / "killed"
-    kill_after_second_checkpoint(start(cli("finetune", s, features_dir, out, extra), 2, tmp_path), out)
-    launch(cli("finetune", s, features_dir, out, extra), 2, tmp_path)
+    kill_after_second_checkpoint(start(cli(command, s, features_dir, out, extra), 2, tmp_path), out)
+    launch(cli(command, s, features_dir, out, extra), 2, tmp_path)
     straight, resumed = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "straight", out))
     assert resumed["resumed_at_steps"] and resumed["loss_curve"] == straight["loss_curve"]
 
