@@ -164,8 +164,9 @@ class AVClipDataset(Dataset):
             if len(offsets) != rows or end != len(video):
                 raise ValueError(f"{path}: {len(video)} bytes and {len(offsets)} rows of offsets ending at "
                                  f"{end}, for {rows} clips (truncated or from another extraction?)")
-        for name, array in (("audio.npy", audio), ("video.npy", video if offsets is None else None)):
-            if array is not None and len(array) != rows:
+        counted = {"audio.npy": audio} if offsets is not None else {"audio.npy": audio, "video.npy": video}
+        for name, array in counted.items():
+            if len(array) != rows:
                 raise ValueError(f"{part / name}: {len(array)} clips, but meta.json's parts say {rows}")
         return audio, video, offsets
 

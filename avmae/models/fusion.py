@@ -76,7 +76,9 @@ class FusionTransformer(nn.Module):
         names = [m for m in self.modalities if m in tokens]
         out = {m: tokens[m] for m in names}
         if self.split:
-            out = {m: self.split_norm[self._split_key(m)](self.split[self._split_key(m)](x)) for m, x in out.items()}
+            for m, x in out.items():
+                key = self._split_key(m)
+                out[m] = self.split_norm[key](self.split[key](x))
         if self.joint is None:
             return out
         lengths = [out[m].shape[1] for m in names]

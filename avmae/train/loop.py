@@ -107,8 +107,9 @@ class Trainer:
 
     def _save(self) -> None:
         tag = f"step{self.state['step']}"
-        self._rng_file(tag).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(_rng_state(), self._rng_file(tag))   # before DeepSpeed names the tag 'latest'
+        rng = self._rng_file(tag)
+        rng.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(_rng_state(), rng)   # before DeepSpeed names the tag 'latest'
         self.engine.save_checkpoint(str(self.ckpt_dir), tag=tag, client_state=self.state)
         if self.rank == 0:  # keep only the newest checkpoint
             for old in self.ckpt_dir.glob("step*"):
