@@ -86,7 +86,7 @@ def breakdown(ds: AVClipDataset, reps: int) -> dict[str, float]:
     for k in range(reps):
         rng = np.random.default_rng([0, k, k % len(ds)])
         row, audio, video, offsets = ds._arrays(k % len(ds))
-        start = int(rng.integers(0, ds.meta["video_frames"] - span + 1))
+        start = ds._video_start(k % len(ds), 0, rng)
         t0 = time.perf_counter()
         off = offsets[row]
         decoded = decode_jpeg([torch.from_numpy(np.array(video[off[f]:off[f + 1]]))

@@ -49,7 +49,8 @@ def write_features(root, n_train=16, n_test=6, classes=4, seed=0, kind="single")
         np.save(d / "audio.npy", audio)
         np.save(d / "video.npy", video)
         pd.DataFrame({"id": [f"{split}{i:03d}" for i in range(n)], "label": [names[c] for c in labels],
-                      **label_columns(kind, labels, classes), "split": split}).to_csv(d / "index.csv", index=False)
+                      **label_columns(kind, labels, classes), "split": split,
+                      "action_first": 0, "action_last": 74}).to_csv(d / "index.csv", index=False)
     meta = {**LABEL_META[kind](names), "audio_frames": 300, "video_frames": 75, "fps": 25, "short_side": 20,
             "n_mels": 128, "sample_rate": 16000, "clip_seconds": 3.0, "audio_mean": 0.0, "audio_std": 1.0,
             "counts": {"train": n_train, "test": n_test},

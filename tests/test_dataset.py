@@ -4,6 +4,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -47,6 +48,45 @@ def test_eval_views_are_spaced_linearly_and_audio_is_centred(features_dir):
         centre = (start + 10) / 25 * 100          # video window centre, in audio frames
         a0 = min(max(int(round(centre - 20)), 0), 300 - 40)
         assert torch.allclose(item["audio"][0], torch.from_numpy(audio[1, a0:a0 + 40].astype(np.float32)))
+
+
+def test_windows_stay_on_the_action(features_dir):
+    """Windows (20 frames) lie inside an action longer than them, hold one that is
+    shorter, and stay within the clip's 75 frames; evaluation views spread over the
+    same starts."""
+    for split in ("train", "test"):
+        index = pd.read_csv(features_dir / split / "index.csv")
+        index.loc[:2, ["action_first", "action_last"]] = [[40, 45], [10, 60], [70, 74]]
+        index.to_csv(features_dir / split / "index.csv", index=False)
+    means = {split: np.load(features_dir / split / "video.npy").astype(np.float64).mean(axis=(2, 3, 4))
+             for split in ("train", "test")}
+
+    def start(split, item):
+        """The window's first frame, found by its frames' means (a flip keeps them)."""
+        got = item["video"].double().mean(dim=(1, 2, 3)).numpy()
+        found = [s for s in range(56) if np.allclose(means[split][item["index"], s:s + 20:5], got)]
+        assert len(found) == 1
+        return found[0]
+
+    ds = AVClipDataset(features_dir, "train", 4, 5, 20, 40, train=True)
+    for clip, (lo, hi) in enumerate([(26, 40), (10, 41), (55, 55), (0, 55)]):
+        starts = {start("train", ds[(epoch, clip)]) for epoch in range(60)}
+        assert min(starts) >= lo and max(starts) <= hi and (len(starts) > 5 or lo == hi), (clip, starts)
+    ds = AVClipDataset(features_dir, "test", 4, 5, 20, 40, train=False, num_clips=3)
+    for clip, expected in enumerate([[26, 33, 40], [10, 26, 41], [55, 55, 55], [0, 28, 55]]):
+        assert [start("test", ds[clip * 3 + view]) for view in range(3)] == expected
+
+
+def test_bad_action_frames_are_named(features_dir):
+    path = features_dir / "train" / "index.csv"
+    index = pd.read_csv(path)
+    index.loc[3, "action_last"] = 75
+    index.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"index.csv: line 5: action frames \[0, 75\] are not 0 <= first <= last < 75"):
+        AVClipDataset(features_dir, "train", 4, 5, 20, 40, train=True)
+    index.drop(columns="action_first").to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"index.csv: no action_first column \(features from an older avmae"):
+        AVClipDataset(features_dir, "train", 4, 5, 20, 40, train=True)
 
 
 def test_rejects_windows_longer_than_the_clip(features_dir):

@@ -16,7 +16,7 @@ from avmae.data.download import Policy
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import Clip, ListFormatError, write_clips
 from avmae.data.toy import write_mp4
-from avmae.data.videos import EPIC_DATASETS, download_videos, read_checksums
+from avmae.data.videos import EPIC_DATASETS, context, download_videos, read_checksums
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST = Policy(retries=1, backoff=0.01, max_backoff=0.05, block_after=0, sleep=0, rate=0, timeout=5)
@@ -73,26 +73,53 @@ def grey_at_start(path):
     return np.frombuffer(out.stdout, np.uint8).mean()
 
 
-def test_one_download_per_video_segments_cut_at_their_times(server, tmp_path):
+def test_one_download_per_video_segments_cut_in_their_context(server, tmp_path):
+    """Each segment's 3 s context, centred on it and moved into the 8 s video, is cut."""
     server.files.update(P01_01=server.video, P01_101=server.video)
     clips = [segment("P01_01_0", "P01_01", 1.0, 3.5), segment("P01_101_0", "P01_101", 0.0, 2.0),
-             segment("P01_01_1", "P01_01", 3.0, 5.0), segment("P01_01_2", "P01_01", 5.5, 7.5),
-             segment("P01_101_1", "P01_101", 4.0, 6.0), segment("P02_01_0", "P02_01", 0.0, 2.0)]
+             segment("P01_01_1", "P01_01", 3.0, 5.0), segment("P01_01_2", "P01_01", 7.0, 7.8),
+             segment("P01_101_1", "P01_101", 2.0, 7.5), segment("P02_01_0", "P02_01", 0.0, 2.0)]
+    contexts = [(0.75, 3.75), (0.0, 3.0), (2.5, 5.5), (5.0, 8.0), (3.25, 6.25)]
     out = tmp_path / "media"
     manifest = download_videos(clips, server.template, out, tmp_path / "manifest.csv",
-                               workers=2, policy=FAST).set_index("id")
+                               workers=2, clip_seconds=3.0, policy=FAST).set_index("id")
     assert manifest.index.tolist() == [c.id for c in clips]  # list order
     assert manifest.status.to_dict() == {c.id: "ok" for c in clips[:5]} | {"P02_01_0": "unavailable"}
     assert "404" in manifest.reason["P02_01_0"]
     assert server.hits == {"P01_01": 1, "P01_101": 1, "P02_01": 1}
-    for clip in clips[:5]:
-        assert abs(manifest.duration[clip.id] - (clip.end - clip.start)) < 0.15
-        assert abs(grey_at_start(out / f"{clip.id}.mp4") - 25 * int(clip.start)) < 6
+    for clip, (begin, end) in zip(clips, contexts):
+        row = manifest.loc[clip.id]
+        assert (row.start_seconds, row.end_seconds) == (clip.start, clip.end)  # as listed
+        assert (row.clip_start, row.clip_end, row.video_seconds) == (begin, end, SECONDS)
+        assert abs(row.duration - 3.0) < 0.15
+        assert abs(grey_at_start(out / f"{clip.id}.mp4") - 25 * int(begin)) < 6
     assert list((out / "videos").iterdir()) == []  # deleted once their segments are cut
 
-    again = download_videos(clips, server.template, out, tmp_path / "manifest.csv", policy=FAST)
+    again = download_videos(clips, server.template, out, tmp_path / "manifest.csv",
+                            clip_seconds=3.0, policy=FAST)
     assert again.status.tolist() == manifest.status.tolist()
     assert server.hits == {"P01_01": 1, "P01_101": 1, "P02_01": 1}  # the journal skips all
+    longer = download_videos(clips[:1], server.template, out, tmp_path / "manifest.csv",
+                             clip_seconds=5.0, policy=FAST)  # a new clip length: cut again
+    assert server.hits["P01_01"] == 2
+    assert (longer.clip_start[0], longer.clip_end[0], longer.duration[0].round()) == (0.0, 5.0, 5.0)
+
+
+def test_context_is_centred_and_moved_into_the_video():
+    assert context(10.0, 13.0, 10.0) == (6.5, 16.5)
+    assert context(1.0, 2.0, 10.0) == (0.0, 10.0)                         # the video's start
+    assert context(95.0, 99.0, 10.0, video_seconds=100.0) == (90.0, 100.0)  # its end
+    assert context(2.0, 5.0, 10.0, video_seconds=6.5) == (0.0, 6.5)       # all of a shorter video
+    assert context(10.0, 40.0, 10.0) == (20.0, 30.0)                      # a long segment's middle
+    assert context(0.1234, 0.5, 0.2) == (0.212, 0.412)                    # milliseconds
+
+
+def test_a_segment_after_the_video_end_is_unavailable(server, tmp_path):
+    server.files["P04_01"] = server.video
+    manifest = download_videos([segment("P04_01_0", "P04_01", 9.0, 10.0), segment("P04_01_1", "P04_01", 1.0, 2.0)],
+                               server.template, tmp_path / "m", tmp_path / "manifest.csv", policy=FAST)
+    assert manifest.status.tolist() == ["unavailable", "ok"]
+    assert "starts at 9.00 s, after the video's end (8.00 s)" in manifest.reason[0]
 
 
 def test_keep_videos(server, tmp_path):

@@ -104,7 +104,8 @@ def test_jpeg_layout_shapes_and_dtypes(extracted):
         assert offsets.shape == (8, 31) and offsets.dtype == np.int64
         assert offsets[0, 0] == 0 and offsets[-1, -1] == len(data)
         assert (np.diff(offsets, axis=1) > 0).all() and (offsets[1:, 0] == offsets[:-1, -1]).all()
-        assert list(index.columns) == ["id", "label", "label_index", "split"]
+        assert list(index.columns) == ["id", "label", "label_index", "split", "action_first", "action_last"]
+        assert (index.action_first == 0).all() and (index.action_last == 29).all()  # no clip_start: whole clip
         assert (index.split == split).all() and not set(index.id) & set(BROKEN)
         assert [meta["classes"][i] for i in index.label_index] == index.label.tolist()
         assert np.isfinite(audio).all()
@@ -222,3 +223,36 @@ def test_bad_storage_settings_are_errors(tmp_path):
         extract(tmp_path / "m.csv", tmp_path / "out", video_format="png")
     with pytest.raises(ValueError, match=r"jpeg_quality 3 is not a libjpeg quality in 50..100 \(not ffmpeg's -q:v"):
         extract(tmp_path / "m.csv", tmp_path / "out", jpeg_quality=3)
+
+
+def test_action_frames_mark_the_segment_inside_its_context(tmp_path):
+    """A whole-video clip holds its segment's context: index.csv gives the segment's
+    stored frames; a segment that misses the stored clip is skipped with its reason; a
+    time that is not a number names its manifest line."""
+    manifest, _ = _manifest(tmp_path, broken=False)
+    frame = pd.read_csv(manifest)
+    spans = {0: (5.0, 7.05, 4.9), 1: (0.0, 10.0, 0.0), 2: (3.0, 3.2, 1.0), 3: (20.0, 21.0, 10.0)}
+    frame["end_seconds"] = frame.start_seconds + SECONDS
+    frame["clip_start"] = frame.start_seconds
+    for i, (start, end, clip_start) in spans.items():
+        frame.loc[i, ["start_seconds", "end_seconds", "clip_start"]] = start, end, clip_start
+    frame.to_csv(manifest, index=False)
+    extract_shard(manifest, tmp_path / "out", clip_seconds=SECONDS, fps=FPS, short_side=SIDE)
+    clips = pd.concat([pd.read_csv(tmp_path / "out" / s / "clips.csv") for s in ("train", "test")]).set_index("id")
+    ids = frame.id.tolist()
+    # (5.0 - 4.9) s at 10 fps starts in frame 1, 7.05 s ends in frame 21; the segment is
+    # clamped to the 30 stored frames; 3.0-3.2 s from 1.0 s are frames 20-21
+    assert clips.loc[ids[0], ["action_first", "action_last"]].tolist() == [1, 21]
+    assert clips.loc[ids[1], ["action_first", "action_last"]].tolist() == [0, 29]
+    assert clips.loc[ids[2], ["action_first", "action_last"]].tolist() == [20, 21]
+    rest = clips.drop(ids[:3])
+    assert ids[3] not in rest.index and (rest.action_first == 0).all() and (rest.action_last == 29).all()
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv").set_index("id")
+    assert list(skipped.index) == [ids[3]]
+    assert skipped.reason[ids[3]] == "its segment [20.0, 21.0) s misses the stored 3 s from 10.0 s"
+
+    frame = frame.astype({"clip_start": object})
+    frame.loc[2, "clip_start"] = "soon"
+    frame.to_csv(manifest, index=False)
+    with pytest.raises(ValueError, match=r"manifest.csv:4: clip_start 'soon' is not a number"):
+        extract_shard(manifest, tmp_path / "again", clip_seconds=SECONDS, fps=FPS, short_side=SIDE)

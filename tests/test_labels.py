@@ -196,7 +196,8 @@ def test_toy_audioset_and_epic_through_the_workflow(tmp_path):
     manifest = pd.read_csv(results / "data/epic/manifest.csv")
     assert len(manifest) == 6 and (manifest.status == "ok").all()
     assert set(manifest.source) == {"P01_01", "P01_02", "P02_01"}
-    assert np.allclose(manifest.duration, manifest.end_seconds - manifest.start_seconds, atol=0.2)
+    assert np.allclose(manifest.duration, manifest.clip_end - manifest.clip_start, atol=0.2)
+    assert (manifest.clip_start <= manifest.start_seconds).all() and (manifest.end_seconds <= manifest.clip_end).all()
     meta = json.loads((results / "features/epic/meta.json").read_text())
     assert meta["label_kind"] == "verb_noun" and meta["counts"] == {"train": 2, "test": 4}
     data = AVClipDataset(results / "features/epic", "test", 4, 16, 32, 256, train=False)

@@ -218,7 +218,7 @@ def test_epic_lists_parse_with_the_official_reader(toy_ep):
     for clips in (train, val):
         for clip in clips:
             assert re.fullmatch(r"verb:[0-3];noun:[0-3]", clip.label)
-            assert 8.5 <= clip.end - clip.start <= 10.0
+            assert tep.SEGMENT_SECONDS[0] <= clip.end - clip.start <= tep.SEGMENT_SECONDS[1]
         for a, b in itertools.pairwise(clips):
             if a.video == b.video:
                 assert b.start >= a.end + 1.0  # idle gaps between actions

@@ -117,7 +117,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, type=Path, help="folder for the clips")
     s.add_argument("--manifest", required=True, type=Path, help="CSV written with one row per clip")
     s.add_argument("--allow-file-urls", action="store_true", help="allow file:// URLs (toy data)")
-    s.add_argument("--clip-seconds", type=float, default=10.0, help="length of clips without an end")
+    s.add_argument("--clip-seconds", type=float, default=10.0,
+                   help="length of clips without an end; with --whole-videos, of the context cut around each segment")
     s.add_argument("--workers", type=int, default=2, help="concurrent downloads")
     s.add_argument("--retries", type=int, default=3, help="retries of a transient failure")
     s.add_argument("--backoff", type=float, default=30.0, help="seconds before the first retry (doubles)")

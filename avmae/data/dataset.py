@@ -23,9 +23,14 @@ Training items are addressed by ``(epoch, clip)`` keys (see
 augmentations from a generator seeded by ``(seed, epoch, clip)``: the same clip in the
 same epoch gets the same augmentation whatever the number of processes, workers, or a
 resume in between. Evaluation items are plain indices: ``num_clips`` windows spaced
-linearly over each clip, each seen through ``num_crops`` crops (1: the centre; 3: start,
+linearly over each clip's action (below), each seen through ``num_crops`` crops (1: the centre; 3: start,
 centre and end of the long side, as in 3-crop video testing), carrying their clip
 ``index`` so that logits can be averaged per clip.
+
+Windows stay on each clip's listed segment, its *action* (``index.csv``'s
+``action_first``/``action_last``): a VGGSound or AudioSet clip is its segment, so its
+windows fall anywhere in it; an EPIC clip is the 10 s context of a ~3 s action, and its
+windows lie inside the action, or hold all of it when it is shorter than a window.
 
 A split's rows may live in several shard folders (``meta.json``'s ``parts``, one per
 download shard, see :func:`avmae.data.features.combine`); rows are numbered across them
@@ -48,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from avmae.data.augment import Augment, draw_color, eval_box, spec_augment, train_box
-from avmae.data.features import VIDEO_FILES
+from avmae.data.features import ACTION_COLUMNS, VIDEO_FILES
 from avmae.data.frames import VIDEO_DECODE, collate, jpeg_size, render
 from avmae.data.labels import LabelSpace
 
@@ -114,10 +119,27 @@ class AVClipDataset(Dataset):
             raise ValueError(f"crop {crop} exceeds the stored frame size {self.meta['short_side']}")
         if self.augment.eval_short_side is not None and crop > self.augment.eval_short_side:
             raise ValueError(f"crop {crop} exceeds augment.eval_short_side {self.augment.eval_short_side}")
+        self.actions = self._actions(split_dir / "index.csv")
         self._opened = None  # per part (audio, video, offsets), opened lazily once per DataLoader worker
         # targets by label kind (avmae.data.labels): label | labels (multi-hot) | verb, noun
         self.label_space = LabelSpace.from_meta(self.meta, str(self.dir / "meta.json"))
         self.targets = self.label_space.targets(self.index, split_dir / "index.csv")
+
+    def _actions(self, path: Path) -> np.ndarray:
+        """int [clips, 2]: each clip's ``action_first``, ``action_last`` (the stored frames
+        of its listed segment, :func:`avmae.data.features._action_frames`), checked."""
+        missing = [c for c in ACTION_COLUMNS if c not in self.index.columns]
+        if missing:
+            raise ValueError(f"{path}: no {', '.join(missing)} column (features from an older "
+                             "avmae? extract them again)")
+        actions = self.index[list(ACTION_COLUMNS)].to_numpy(np.int64)
+        bad = ~((0 <= actions[:, 0]) & (actions[:, 0] <= actions[:, 1])
+                & (actions[:, 1] < self.meta["video_frames"]))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{path}: line {row + 2}: action frames {actions[row].tolist()} are not "
+                             f"0 <= first <= last < {self.meta['video_frames']}")
+        return actions
 
     @property
     def classes(self) -> list[str]:
@@ -201,13 +223,20 @@ class AVClipDataset(Dataset):
         region = torch.from_numpy(np.ascontiguousarray(region)).permute(0, 3, 1, 2)
         return {"video": render(region, replace(box, top=0, left=0)), **color}
 
-    def _video_start(self, view: int, rng: np.random.Generator | None) -> int:
-        last = self.meta["video_frames"] - self.video_frames * self.video_stride
+    def _video_start(self, clip: int, view: int, rng: np.random.Generator | None) -> int:
+        """The window's first frame: drawn (training) or ``view`` of ``num_clips`` spaced
+        linearly (evaluation) between the starts that keep the window on the clip's
+        action: inside it when the action is longer than the window, holding all of it
+        when shorter. An action that is the whole clip allows every start."""
+        span = self.video_frames * self.video_stride
+        last = self.meta["video_frames"] - span
+        first, final = self.actions[clip]
+        lo, hi = np.clip(sorted((first, final + 1 - span)), 0, last).tolist()
         if rng is not None:
-            return int(rng.integers(0, last + 1))
+            return int(rng.integers(lo, hi + 1))
         if self.num_clips == 1:
-            return last // 2
-        return int(round(view * last / (self.num_clips - 1)))
+            return (lo + hi) // 2
+        return lo + int(round(view * (hi - lo) / (self.num_clips - 1)))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         if self.train:
@@ -218,7 +247,7 @@ class AVClipDataset(Dataset):
             (view, crop_at), rng = divmod(view, self.num_crops), None
             position = crop_at / (self.num_crops - 1) if self.num_crops > 1 else 0.5
         row, audio_all, video_all, offsets = self._arrays(clip)
-        start = self._video_start(view, rng)
+        start = self._video_start(clip, view, rng)
         video = self._video(row, video_all, offsets,
                             range(start, start + self.video_frames * self.video_stride,
                                   self.video_stride), rng, position)

@@ -70,8 +70,12 @@ from avmae.io import atomic_path
 log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "unavailable", "failed")
+# start/end_seconds: the listed segment; clip_start/clip_end: the span of the source the
+# clip file holds (a section download: the segment; a whole video: the segment's context,
+# avmae.data.videos.context); video_seconds: the source's duration, where it was read.
 MANIFEST_COLUMNS = ["id", "start_seconds", "end_seconds", "label", "split", "source",
-                    "status", "path", "reason", "attempts", "duration"]
+                    "status", "path", "reason", "attempts", "duration",
+                    "clip_start", "clip_end", "video_seconds"]
 VALID_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Low resolution is enough (features use 40-224 px); prefer mp4/m4a so merging is a remux.
 FORMAT = "bv*[height<=?360]+ba/b[height<=?360]/bv*+ba/b"
@@ -290,10 +294,15 @@ class _Breaker:
 
 
 def manifest_row(clip: Clip, end: float, status: str, path: str = "", reason: str = "",
-                 attempts: int = 0, duration: float | None = None) -> dict:
+                 attempts: int = 0, duration: float | None = None,
+                 span: tuple[float, float] | None = None, video_seconds: float | None = None) -> dict:
+    """A manifest row; ``span`` (default: the segment ``[clip.start, end)``) is what the
+    clip file holds of its source, see MANIFEST_COLUMNS."""
+    clip_start, clip_end = span or (clip.start, end)
     return {"id": clip.id, "start_seconds": clip.start, "end_seconds": end, "label": clip.label,
             "split": clip.split, "source": clip.source or "", "status": status, "path": path,
-            "reason": reason, "attempts": attempts, "duration": duration}
+            "reason": reason, "attempts": attempts, "duration": duration,
+            "clip_start": clip_start, "clip_end": clip_end, "video_seconds": video_seconds}
 
 
 def rejections(clips: list[Clip]) -> list[str | None]:
@@ -350,12 +359,15 @@ class Batch:
         self.before = self.journal.read()
         self.pacer, self.breaker = _Pacer(policy.rate), _Breaker(policy.block_after)
 
-    def earlier(self, clip: Clip, end: float) -> dict | None:
-        """The journal row of a clip that needs no new try: ok (its file still there, cut
-        at the same ``end``: a changed clip length downloads again), or unavailable
-        (unless ``retry_unavailable``)."""
+    def earlier(self, clip: Clip, span: Callable[[dict], tuple[float, float]]) -> dict | None:
+        """The journal row of a clip that needs no new try: ok (its file still there,
+        holding ``span(row)`` of its source, the span it would be cut to now: a changed
+        clip length downloads again), or unavailable (unless ``retry_unavailable``)."""
         old = self.before.get((clip.id, clip.start))
-        if old and (old["status"] == "ok" and Path(old["path"]).is_file() and float(old["end_seconds"]) == end
+        if old and "clip_start" not in old:  # a row from before spans were kept: its segment
+            old.update(clip_start=old["start_seconds"], clip_end=old["end_seconds"], video_seconds=None)
+        if old and (old["status"] == "ok" and Path(old["path"]).is_file()
+                    and (old.get("clip_start"), old.get("clip_end")) == span(old)
                     or old["status"] == "unavailable" and not self.policy.retry_unavailable):
             return old
         return None
@@ -441,7 +453,7 @@ def download(clips: list[Clip], url_template: str, out_dir: str | os.PathLike,
         end = clip.end if clip.end is not None else clip.start + clip_seconds
         if rejected:
             return manifest_row(clip, end, "unavailable", reason=rejected)
-        old = batch.earlier(clip, end)
+        old = batch.earlier(clip, lambda _: (clip.start, end))
         if old:
             return old
         if batch.blocked:

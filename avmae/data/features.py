@@ -34,6 +34,10 @@ A clip that cannot be decoded (empty, corrupt or truncated file, missing stream,
 than half the clip decoded, e.g. a video shorter than the training window) is listed
 in ``skipped.csv`` with its reason, and extraction goes on.
 
+Each clip's listed segment (an EPIC action: ~3 s inside its 10 s context) is kept as
+the stored frames it covers, ``action_first``/``action_last`` in ``index.csv``; the
+dataset draws its windows on it (:class:`avmae.data.dataset.AVClipDataset`).
+
 The workflow extracts each download shard on its own (:func:`extract_shard`, one job per
 shard, clips in parallel threads) and :func:`combine` joins the shards into one feature
 set without copying them: labels, normalisation statistics and ``meta.json``, whose
@@ -76,6 +80,7 @@ SHARD_FILE = "shard.json"
 JPEG_QUALITY = 89  # libjpeg quality: the PSNR of ffmpeg's mjpeg -q:v 3, used before
 JPEG_QUALITIES = (50, 100)  # allowed range; anything lower is likely an old -q:v value
 SHARD_TOTALS = ("counts", "train_moments")  # the shard.json entries that differ between shards
+ACTION_COLUMNS = ("action_first", "action_last")  # the listed segment's stored frames, per clip
 
 
 class DecodeError(RuntimeError):
@@ -425,11 +430,44 @@ def _write_jpeg(paths: list[Path], split_dir: Path, spec: Spec, workers: int,
     return reasons
 
 
+def _action_frames(ok: pd.DataFrame, spec: Spec, manifest_path: Path) -> pd.DataFrame:
+    """Per ok manifest row, the first and last stored frame of its listed segment
+    (``action_first``, ``action_last``): ``start/end_seconds`` less ``clip_start``, where
+    the clip file starts in its source, at ``spec.fps``, within the stored frames. A
+    whole-video download stores a segment's 10 s context (:func:`avmae.data.videos.context`),
+    a section download the segment itself. Without ``clip_start`` (a manifest from before
+    it, or written by hand) a segment is its whole clip. A segment that misses the stored
+    clip gets -1, -1. A value that is not a number raises ValueError naming its line."""
+    if "clip_start" not in ok.columns:
+        return pd.DataFrame({"action_first": 0, "action_last": spec.video_frames - 1}, index=ok.index)
+    times = {}
+    for column in ("start_seconds", "end_seconds", "clip_start"):
+        if column not in ok.columns:
+            raise ValueError(f"{manifest_path}: no {column} column, which clip_start needs")
+        values = pd.to_numeric(ok[column], errors="coerce")
+        if values.isna().any():
+            row = values.index[values.isna()][0]
+            raise ValueError(f"{manifest_path}:{row + 2}: {column} {ok[column][row]!r} is not a number")
+        times[column] = values.to_numpy(np.float64)
+    first = np.floor((times["start_seconds"] - times["clip_start"]) * spec.fps + 1e-6)
+    last = np.ceil((times["end_seconds"] - times["clip_start"]) * spec.fps - 1e-6) - 1
+    missed = (last < 0) | (first > spec.video_frames - 1) | (last < first)
+    first, last = np.clip(first, 0, spec.video_frames - 1), np.clip(last, 0, spec.video_frames - 1)
+    return pd.DataFrame({"action_first": np.where(missed, -1, first).astype(np.int64),
+                         "action_last": np.where(missed, -1, last).astype(np.int64)}, index=ok.index)
+
+
 def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, workers: int,
                    video_format: str = "jpeg", jpeg_quality: int = JPEG_QUALITY) -> tuple[int, list[dict]]:
-    """Write audio.npy, the video storage and clips.csv (id, label, split; one row per
-    array row) of one split; return (count, skipped rows)."""
+    """Write audio.npy, the video storage and clips.csv (id, label, split, action_first,
+    action_last; one row per array row) of one split; return (count, skipped rows)."""
     split_dir.mkdir(parents=True, exist_ok=True)
+    missed = rows["action_last"] < 0
+    skipped = [{"id": row.id, "split": row.split,
+                "reason": f"its segment [{row.start_seconds}, {row.end_seconds}) s misses the stored "
+                          f"{spec.clip_seconds:g} s from {row.clip_start} s"}
+               for row in rows[missed].itertuples()]
+    rows = rows[~missed]
     paths = [Path(p) for p in rows["path"]]
     if video_format == "jpeg":
         reasons = _write_jpeg(paths, split_dir, spec, workers, jpeg_quality)
@@ -439,9 +477,10 @@ def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, workers: int
         (split_dir / stale).unlink(missing_ok=True)  # left by a run with the other format
     good = [i for i, r in enumerate(reasons) if r is None]
     with atomic_path(split_dir / "clips.csv") as tmp:
-        rows.iloc[good][["id", "label", "split"]].to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
-    skipped = [{"id": rows["id"].iloc[i], "split": rows["split"].iloc[i], "reason": r}
-               for i, r in enumerate(reasons) if r is not None]
+        rows.iloc[good][["id", "label", "split", *ACTION_COLUMNS]].to_csv(
+            tmp, index=False, quoting=csv.QUOTE_MINIMAL)
+    skipped += [{"id": rows["id"].iloc[i], "split": rows["split"].iloc[i], "reason": r}
+                for i, r in enumerate(reasons) if r is not None]
     return len(good), skipped
 
 
@@ -477,7 +516,8 @@ def extract_shard(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
 
     Writes per split ``{split}/audio.npy`` (float16 [N, clip_seconds*100, n_mels], raw
     log-mel), the video storage (``video_format``, see the module docstring) and
-    ``{split}/clips.csv`` (id, label, split; one row per array row), then
+    ``{split}/clips.csv`` (id, label, split and the segment's stored frames,
+    :func:`_action_frames`; one row per array row), then
     ``skipped.csv`` (id, split, reason) and, last, ``shard.json``: the sizes, the clip
     counts and the train split's log-mel moments, which :func:`combine` sums over shards.
     A shard without ok clips is valid (all its downloads failed) and holds no split.
@@ -492,6 +532,7 @@ def extract_shard(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
     spec = Spec(clip_seconds, fps, short_side, sample_rate, n_mels)
     manifest = _read_manifest(manifest_path)
     ok = manifest[manifest["status"] == "ok"]
+    ok = ok.join(_action_frames(ok, spec, manifest_path))
     counts, skipped = {}, []
     for split in SPLITS:
         rows = ok[ok["split"] == split]
@@ -519,8 +560,9 @@ def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike
     single, multi or verb_noun; ``class_list`` the ``--classes`` values, see
     :func:`avmae.data.lists.read_classes`)
     come from every row of the dataset's manifest, so indices do not depend on which
-    downloads failed. ``index.csv`` has id, label, the label columns and split, one row
-    per clip in shard order; ``meta.json``'s ``parts`` maps each split to its shards
+    downloads failed. ``index.csv`` has id, label, the label columns, split and the
+    stored frames of the clip's listed segment (``action_first``, ``action_last``), one
+    row per clip in shard order; ``meta.json``'s ``parts`` maps each split to its shards
     (folder relative to ``out_dir``, clips), and ``audio_mean``/``audio_std`` are those
     of the train split (None when it is empty). The shards must share their sizes.
     """
@@ -548,7 +590,7 @@ def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike
                           for d, _ in held], ignore_index=True)
         index = pd.DataFrame({"id": rows["id"], "label": rows["label"],
                               **classes.columns(rows["label"], source=f"{split} clips of {manifest_path}"),
-                              "split": rows["split"]})
+                              "split": rows["split"], **{c: rows[c] for c in ACTION_COLUMNS}})
         with atomic_path(out_dir / split / "index.csv") as tmp:
             index.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
         parts[split] = [[os.path.relpath(d, out_dir), n] for d, n in held]

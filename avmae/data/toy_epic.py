@@ -40,8 +40,11 @@ kitchen) and one video of each of ``unseen_participants`` new participants, whos
 have cool tiled walls, dimmer light and a loud fridge hum (100 Hz) over more room noise.
 Labels do not depend on the kitchen.
 
-Segments last 8.5-10 s (real EPIC actions are shorter, ~3 s on average; the feature stage
-stores fixed 10 s clips and skips clips shorter than half of that).
+Segments last 1.5-4.5 s, 3 s on average, as real EPIC actions, with 1-2.5 s idle gaps:
+each clip the downloader cuts is the 10 s context of its action
+(:func:`avmae.data.videos.context`), so it also shows and sounds the neighbouring
+actions, and only windows kept on the action (:class:`avmae.data.dataset.AVClipDataset`)
+see the right verb and noun.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ NOUNS = ((0, "plate", "disc", 2000.0), (1, "cup", "cup", 2000.0),
          (2, "door", "panel", 300.0), (3, "drawer", "panel", 900.0))
 LIST_FILES = {"train": "EPIC_100_train.csv", "validation": "EPIC_100_validation.csv"}
 CLASS_FILES = {"verb": "EPIC_100_verb_classes.csv", "noun": "EPIC_100_noun_classes.csv"}
-SEGMENT_SECONDS = (8.5, 10.0)
+SEGMENT_SECONDS = (1.5, 4.5)
 GAP_SECONDS = (1.0, 2.5)
 
 

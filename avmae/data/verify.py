@@ -1,4 +1,5 @@
-"""Check a downloaded clip: it decodes, it has an audio stream, its duration is as expected."""
+"""Check a downloaded clip: it decodes, it has an audio stream, its duration is as expected;
+and read a media file's duration from its header (:func:`media_seconds`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,28 @@ class VerifyError(Exception):
         self.permanent = permanent
 
 
+def _duration(log: str) -> float | None:
+    """The ``Duration:`` ffmpeg logs for its input, in seconds, or None."""
+    match = DURATION.search(log)
+    if not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def media_seconds(path: Path) -> float:
+    """A media file's duration from its header (``ffmpeg -i``, nothing decoded); raise
+    RuntimeError when ffmpeg finds none."""
+    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", f"file:{path}"],
+                          capture_output=True, text=True, errors="replace",
+                          timeout=DECODE_TIMEOUT_S, check=False)
+    duration = _duration(proc.stderr)
+    if duration is None:
+        tail = " ".join(proc.stderr.strip().splitlines()[-1:])
+        raise RuntimeError(f"no duration in {path.name}: {tail}")
+    return duration
+
+
 def verify_clip(path: Path, expected_seconds: float, tolerance: float = 0.5) -> float:
     """Decode the whole file once; return its duration or raise VerifyError.
 
@@ -37,11 +60,9 @@ def verify_clip(path: Path, expected_seconds: float, tolerance: float = 0.5) -> 
     if proc.returncode != 0:
         tail = " ".join(log.strip().splitlines()[-1:])
         raise VerifyError(f"does not decode: {tail}")
-    match = DURATION.search(log)
-    if not match:
+    duration = _duration(log)
+    if duration is None:
         raise VerifyError("no duration in the file")
-    hours, minutes, seconds = match.groups()
-    duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     if not re.search(r"Stream #\S+.*: Audio:", log):
         raise VerifyError("no audio stream", permanent=True)
     if abs(duration - expected_seconds) > max(tolerance, 0.05 * expected_seconds):

@@ -19,9 +19,14 @@ to do it
    its md5 when the checksum list has one, then renamed. An md5 mismatch deletes the file
    and counts as ``failed`` (a bad transfer; retried); HTTP 404 as ``unavailable``. A
    ``file://`` URL (a local copy) is read in place: nothing is copied or checked.
-2. cuts every segment ``[start, stop)`` out of it with ffmpeg into ``out_dir/{id}.mp4``,
-   re-encoded to H.264/AAC at most 360 px high (as the YouTube downloads), and verifies
-   it as those are;
+2. cuts each segment's context out of it with ffmpeg into ``out_dir/{id}.mp4``: the
+   ``clip_seconds`` (10 s) centred on the segment, moved to lie within the video
+   (:func:`context`), re-encoded to H.264/AAC at most 360 px high (as the YouTube
+   downloads), and verifies it as those are. EPIC actions last ~3 s on average, less
+   than a feature clip; the manifest's ``clip_start``/``clip_end`` say where the clip
+   sits in the video, so the features can mark the action inside it and training
+   windows stay on the action (:mod:`avmae.data.features`, :mod:`avmae.data.dataset`).
+   A segment longer than ``clip_seconds`` keeps its middle ``clip_seconds``;
 3. deletes the downloaded video unless ``keep_videos``, once none of its segments ended
    ``failed`` (a rerun would need it again).
 
@@ -59,6 +64,7 @@ from avmae.data.download import (
 from avmae.data.fetch import file_digest
 from avmae.data.ffmpeg import ffmpeg_exe
 from avmae.data.lists import Clip, ListFormatError, read_rows
+from avmae.data.verify import media_seconds
 from avmae.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -158,14 +164,26 @@ def fetch_video(url: str, dest: Path, md5: str | None, policy: Policy) -> None:
     os.replace(part, dest)
 
 
-def cut(source: Path, clip: Clip, end: float, out: Path) -> None:
-    """Cut ``[clip.start, end)`` of ``source`` into ``out`` (re-encoded, see CUT_ARGS),
+def context(start: float, stop: float, seconds: float,
+            video_seconds: float | None = None) -> tuple[float, float]:
+    """The ``seconds``-long span centred on the segment ``[start, stop)``, moved to lie
+    within ``[0, video_seconds]`` (the whole video when that is shorter), in milliseconds
+    (as the cut is made)."""
+    length = min(seconds, video_seconds) if video_seconds is not None else seconds
+    begin = max((start + stop - length) / 2, 0.0)
+    if video_seconds is not None:
+        begin = min(begin, video_seconds - length)
+    return round(begin, 3), round(begin + length, 3)
+
+
+def cut(source: Path, span: tuple[float, float], out: Path) -> None:
+    """Cut ``[span)`` seconds of ``source`` into ``out`` (re-encoded, see CUT_ARGS),
     atomically; raise RuntimeError with ffmpeg's last message."""
-    seconds = end - clip.start
+    start, seconds = span[0], span[1] - span[0]
     limit = max(120.0, 20 * seconds)
     with atomic_path(out) as tmp:
         cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y",
-               "-ss", f"{clip.start:.3f}", "-i", f"file:{source}", "-t", f"{seconds:.3f}",
+               "-ss", f"{start:.3f}", "-i", f"file:{source}", "-t", f"{seconds:.3f}",
                *CUT_ARGS, f"file:{tmp}"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
@@ -182,8 +200,9 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
                     allow_file_urls: bool = False, clip_seconds: float = 10.0,
                     policy: Policy | None = None, checksums: str | os.PathLike | None = None,
                     keep_videos: bool = False) -> pd.DataFrame:
-    """Download each clip's whole video once, cut the clips into ``out_dir/{id}.mp4`` and
-    write the manifest (as :func:`avmae.data.download.download` does, same arguments).
+    """Download each clip's whole video once, cut the clips' contexts (:func:`context`,
+    ``clip_seconds`` long) into ``out_dir/{id}.mp4`` and write the manifest (as
+    :func:`avmae.data.download.download` does, same arguments).
 
     ``url_template`` holds ``{id}`` (the video id) or ``{path}`` (its path from the
     ``checksums`` list, :func:`read_checksums`); a video the list holds is md5-checked.
@@ -204,7 +223,8 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
     by_video: dict[str, list[int]] = {}
     for i, (clip, rejected) in enumerate(zip(clips, rejections(clips))):
         if rejected:
-            rows[i] = manifest_row(clip, ends[i], "unavailable", reason=rejected)
+            rows[i] = manifest_row(clip, ends[i], "unavailable", reason=rejected,
+                                   span=context(clip.start, ends[i], clip_seconds))
         else:
             by_video.setdefault(clip.video, []).append(i)
 
@@ -230,24 +250,37 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
 
     def work(item: tuple[str, list[int]]) -> None:
         video, indices = item
+        def span(i: int, video_seconds: float | None) -> tuple[float, float]:
+            return context(clips[i].start, ends[i], clip_seconds, video_seconds)
+
         for i in indices:
-            rows[i] = batch.earlier(clips[i], ends[i])
+            rows[i] = batch.earlier(clips[i], lambda old, i=i: span(i, old.get("video_seconds")))
         todo = [i for i in indices if rows[i] is None]
         if not todo:
             return
         if batch.blocked:
             for i in todo:
-                rows[i] = manifest_row(clips[i], ends[i], "failed", reason=NOT_TRIED)
+                rows[i] = manifest_row(clips[i], ends[i], "failed", reason=NOT_TRIED, span=span(i, None))
             return
         (status, source, reason), tries = batch.retry(lambda: get(video))
+        seconds = None
+        if source is not None:
+            try:
+                seconds = media_seconds(source)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                status, source, reason = "failed", None, one_line(e)
         for i in todo:
-            row = manifest_row(clips[i], ends[i], status, reason=reason, attempts=tries)
-            if source is not None:
+            row = manifest_row(clips[i], ends[i], status, reason=reason, attempts=tries,
+                               span=span(i, seconds), video_seconds=seconds)
+            if source is not None and clips[i].start >= seconds:
+                row.update(status="unavailable", reason=f"the segment starts at {clips[i].start:.2f} s, "
+                                                        f"after the video's end ({seconds:.2f} s)")
+            elif source is not None:
                 out = out_dir / f"{clips[i].id}.mp4"
                 try:
-                    cut(source, clips[i], ends[i], out)
+                    cut(source, (row["clip_start"], row["clip_end"]), out)
                     row.update(zip(("status", "path", "reason", "duration"),
-                                   verified(out, ends[i] - clips[i].start, policy)))
+                                   verified(out, row["clip_end"] - row["clip_start"], policy)))
                 except RuntimeError as e:
                     row.update(status="failed", reason=one_line(e))
             batch.journal.append(row)
