@@ -82,7 +82,8 @@ def test_bad_action_frames_are_named(features_dir):
     index = pd.read_csv(path)
     index.loc[3, "action_last"] = 75
     index.to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"index.csv: line 5: action frames \[0, 75\] are not 0 <= first <= last < 75"):
+    with pytest.raises(ValueError,
+                       match=r"index.csv: line 5: action frames \[0, 75\] are not 0 <= first <= last < 75"):
         AVClipDataset(features_dir, "train", 4, 5, 20, 40, train=True)
     index.drop(columns="action_first").to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"index.csv: no action_first column \(features from an older avmae"):

@@ -116,8 +116,8 @@ def test_context_is_centred_and_moved_into_the_video():
 
 def test_a_segment_after_the_video_end_is_unavailable(server, tmp_path):
     server.files["P04_01"] = server.video
-    manifest = download_videos([segment("P04_01_0", "P04_01", 9.0, 10.0), segment("P04_01_1", "P04_01", 1.0, 2.0)],
-                               server.template, tmp_path / "m", tmp_path / "manifest.csv", policy=FAST)
+    clips = [segment("P04_01_0", "P04_01", 9.0, 10.0), segment("P04_01_1", "P04_01", 1.0, 2.0)]
+    manifest = download_videos(clips, server.template, tmp_path / "m", tmp_path / "manifest.csv", policy=FAST)
     assert manifest.status.tolist() == ["unavailable", "ok"]
     assert "starts at 9.00 s, after the video's end (8.00 s)" in manifest.reason[0]
 

@@ -105,7 +105,8 @@ def test_jpeg_layout_shapes_and_dtypes(extracted):
         assert offsets[0, 0] == 0 and offsets[-1, -1] == len(data)
         assert (np.diff(offsets, axis=1) > 0).all() and (offsets[1:, 0] == offsets[:-1, -1]).all()
         assert list(index.columns) == ["id", "label", "label_index", "split", "action_first", "action_last"]
-        assert (index.action_first == 0).all() and (index.action_last == 29).all()  # no clip_start: whole clip
+        # a manifest without clip_start: each segment is its whole clip
+        assert (index.action_first == 0).all() and (index.action_last == 29).all()
         assert (index.split == split).all() and not set(index.id) & set(BROKEN)
         assert [meta["classes"][i] for i in index.label_index] == index.label.tolist()
         assert np.isfinite(audio).all()
@@ -238,7 +239,8 @@ def test_action_frames_mark_the_segment_inside_its_context(tmp_path):
         frame.loc[i, ["start_seconds", "end_seconds", "clip_start"]] = start, end, clip_start
     frame.to_csv(manifest, index=False)
     extract_shard(manifest, tmp_path / "out", clip_seconds=SECONDS, fps=FPS, short_side=SIDE)
-    clips = pd.concat([pd.read_csv(tmp_path / "out" / s / "clips.csv") for s in ("train", "test")]).set_index("id")
+    clips = pd.concat([pd.read_csv(tmp_path / "out" / split / "clips.csv")
+                       for split in ("train", "test")]).set_index("id")
     ids = frame.id.tolist()
     # (5.0 - 4.9) s at 10 fps starts in frame 1, 7.05 s ends in frame 21; the segment is
     # clamped to the 30 stored frames; 3.0-3.2 s from 1.0 s are frames 20-21

@@ -177,7 +177,7 @@ def context(start: float, stop: float, seconds: float,
 
 
 def cut(source: Path, span: tuple[float, float], out: Path) -> None:
-    """Cut ``[span)`` seconds of ``source`` into ``out`` (re-encoded, see CUT_ARGS),
+    """Cut the seconds ``[start, end) = span`` of ``source`` into ``out`` (re-encoded, see CUT_ARGS),
     atomically; raise RuntimeError with ffmpeg's last message."""
     start, seconds = span[0], span[1] - span[0]
     limit = max(120.0, 20 * seconds)
@@ -250,6 +250,7 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
 
     def work(item: tuple[str, list[int]]) -> None:
         video, indices = item
+
         def span(i: int, video_seconds: float | None) -> tuple[float, float]:
             return context(clips[i].start, ends[i], clip_seconds, video_seconds)
 
