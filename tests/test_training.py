@@ -170,6 +170,40 @@ def test_bf16_master_weights_start_from_the_exact_fp32_weights(tmp_path, zero):
     assert [n for n, w in exact.items() if not torch.equal(exported[n], w)] == []
 
 
+class Scale(torch.nn.Module):
+    """y = w x with one weight, so that dloss/dw of loss = y.sum() is x: gradients we choose."""
+
+    depth = 0
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return self.w * x
+
+    def layer_of(self, name):
+        return 0
+
+
+@pytest.mark.parametrize("zero", [1, 2])
+def test_bf16_gradients_accumulate_in_fp32(zero):
+    """8 micro-batches with gradients 256, 1, ..., 1 (each exact in bf16): their sum, 263,
+    is not, and a bf16 accumulator keeps 256 (256 + 1 rounds back to 256 every time).
+    The step must use the fp32 sum: w = -lr x 263 / 8."""
+    eng.setup_distributed()
+    engine, ds_config = eng.initialize(
+        Scale(), stage(zero_stage=zero, precision="bf16", batch_size=8, micro_batch_size=1, warmup_epochs=0,
+                       optimizer={"name": "sgd", "lr": 1 / 32, "lr_batch": 8, "momentum": 0.0,
+                                  "weight_decay": 0.0}),
+        total_steps=10, world_size=1)
+    assert ds_config["gradient_accumulation_steps"] == 8
+    for x in [256.0] + [1.0] * 7:
+        engine.backward(engine(torch.tensor([x], dtype=torch.bfloat16)).sum())
+        engine.step()
+    assert eng.fp32_weights(engine)["w"].item() == -263 / 8 / 32
+
+
 def test_bf16_training_follows_fp32(features_dir, tiny_settings, tmp_path):
     """The paper profile's training path at a tiny size: bf16 (``auto``, and on the GPU
     where there is one), ZeRO 1, JPEG frames decoded where the model runs (nvJPEG on a

@@ -142,6 +142,15 @@ def initialize(model: torch.nn.Module, stage: dict, total_steps: int, world_size
         "bf16": {"enabled": use_bf16(stage["precision"])},
         "steps_per_print": 10**9,
     }
+    if ds_config["bf16"]["enabled"] and stage["zero_stage"] >= 1:
+        # Sum gradients in fp32, over micro-batches and over ranks, not in bf16
+        # (DeepSpeed's default for both), which rounds away the small ones: gradients
+        # 256, 1, ..., 1 summed to 256, or to 264 after an fp32 accumulation reduced in
+        # bf16 (test). Set whatever the accumulation, so the optimizer is the same for
+        # any GPU count. DeepSpeed offers fp32 accumulation under ZeRO only: stage 0
+        # sums in bf16.
+        ds_config["data_types"] = {"grad_accum_dtype": "fp32"}
+        ds_config["communication_data_type"] = "fp32"
     optimizer = make_optimizer(model, stage["optimizer"], stage["batch_size"], layer_decay)
     schedule = LambdaLR(optimizer, warmup_cosine(warmup, total_steps))
     weights = {n: p.detach().clone() for n, p in model.named_parameters()} if ds_config["bf16"]["enabled"] else {}

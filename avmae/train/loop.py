@@ -34,6 +34,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from avmae.data.dataset import make_loader
+from avmae.io import write_text
 from avmae.train import engine as eng
 
 
@@ -109,9 +110,14 @@ class Trainer:
         tag = f"step{self.state['step']}"
         rng = self._rng_file(tag)
         rng.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(_rng_state(), rng)   # before DeepSpeed names the tag 'latest'
-        self.engine.save_checkpoint(str(self.ckpt_dir), tag=tag, client_state=self.state)
-        if self.rank == 0:  # keep only the newest checkpoint
+        torch.save(_rng_state(), rng)
+        # DeepSpeed's own 'latest' is written by rank 0 while other ranks may still be
+        # writing their optimizer partitions, and not atomically: a kill then leaves it
+        # naming a checkpoint they cannot load. save_checkpoint returns once every rank
+        # has written (it ends in a barrier); only then is the tag named, atomically.
+        self.engine.save_checkpoint(str(self.ckpt_dir), tag=tag, client_state=self.state, save_latest=False)
+        if self.rank == 0:  # name it, then keep only the newest checkpoint
+            write_text(self.ckpt_dir / "latest", tag)
             for old in self.ckpt_dir.glob("step*"):
                 if old.name != tag:
                     shutil.rmtree(old, ignore_errors=True)
