@@ -23,9 +23,9 @@ Training items are addressed by ``(epoch, clip)`` keys (see
 augmentations from a generator seeded by ``(seed, epoch, clip)``: the same clip in the
 same epoch gets the same augmentation whatever the number of processes, workers, or a
 resume in between. Evaluation items are plain indices: ``num_clips`` windows spaced
-linearly over each clip's action (below), each seen through ``num_crops`` crops (1: the centre; 3: start,
-centre and end of the long side, as in 3-crop video testing), carrying their clip
-``index`` so that logits can be averaged per clip.
+linearly over each clip's action (below), each seen through ``num_crops`` crops (1: the
+centre; 3: start, centre and end of the long side, as in 3-crop video testing), carrying
+their clip ``index`` so that logits can be averaged per clip.
 
 Windows stay on each clip's listed segment, its *action* (``index.csv``'s
 ``action_first``/``action_last``): a VGGSound or AudioSet clip is its segment, so its
