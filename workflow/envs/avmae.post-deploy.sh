@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
 # Runs once after Snakemake creates avmae.yaml's environment, in the workflow's working
-# directory (the repository root): installs the avmae package and its pinned dependencies.
+# directory (the repository root): installs exactly the lock, then the avmae package.
 set -euo pipefail
-pip install -e .
+pip install --no-deps -r requirements.lock -e .
