@@ -1,4 +1,4 @@
-"""Atomic file writes and the run record written next to every run's outputs."""
+"""Atomic file writes, the run record written next to every run's outputs, JSON arguments."""
 
 from __future__ import annotations
 
@@ -56,3 +56,14 @@ def write_run_config(out_dir: str | Path, settings: dict, **facts) -> None:
     """Write ``config.yaml``: the exact settings a run used, plus software versions and run facts."""
     record = {"settings": settings, "software": software_versions(), **facts}
     write_text(Path(out_dir) / "config.yaml", yaml.safe_dump(record, sort_keys=False))
+
+
+def json_object(text: str, option: str) -> dict:
+    """A command-line option's JSON object (``--settings``, ``--spec``); bad JSON exits naming the option."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{option} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"{option} must be a JSON object")
+    return value

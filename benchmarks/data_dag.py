@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from avmae.data.download import Policy, download, journal_path
-from avmae.data.lists import read_audioset, read_clips
-from avmae.data.shards import merge_manifests, write_shards
+from avmae.acquire.download import Policy, download, journal_path
+from avmae.acquire.lists import read_audioset, read_clips
+from avmae.acquire.shards import merge_manifests, write_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

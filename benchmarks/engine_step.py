@@ -36,7 +36,14 @@ import statistics
 import time
 
 import torch
-from model_step import PROFILES, batch, in_fresh_process, matmul_gflops, model_config, rss_mib
+from model_step import (
+    PROFILES,
+    batch,
+    in_fresh_process,
+    matmul_gflops,
+    model_config,
+    rss_mib,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from avmae.models.avmae import AVMAE

@@ -7,10 +7,10 @@ upper bound for JPEG sizes) and ``plain`` (ffmpeg's ``testsrc2`` pattern: large 
 areas). Then, one clip at a time on one core (ffmpeg ``-threads 1``, torch 1 thread):
 
 * **decode floor**: ``ffmpeg -i clip -f null -`` (both streams decoded, nothing else);
-* **jpeg**: :func:`avmae.data.features.clip_features_jpeg` (one ffmpeg: audio decode,
+* **jpeg**: :func:`avmae.features.extract.clip_features_jpeg` (one ffmpeg: audio decode,
   video decode + 25 fps + short side 256; then log-mel and libjpeg-turbo JPEG encoding
   in Python), the stored format;
-* **array**: :func:`avmae.data.features.clip_features` (uint8 256x256 frames), for
+* **array**: :func:`avmae.features.extract.clip_features` (uint8 256x256 frames), for
   comparison.
 
 Costs are CPU seconds (this process plus its ffmpeg children, ``getrusage``), so
@@ -37,9 +37,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avmae.data.features import (JPEG_QUALITY, Spec, clip_features, clip_features_jpeg, extract,
-                                 ffmpeg_command)
-from avmae.data.ffmpeg import ffmpeg_exe
+from avmae.features.extract import (
+    JPEG_QUALITY,
+    Spec,
+    clip_features,
+    clip_features_jpeg,
+    extract,
+    ffmpeg_command,
+)
+from avmae.ffmpeg import ffmpeg_exe
 
 SOURCES = {
     "detailed": "mandelbrot=s=640x360:r=30,noise=alls=12:allf=t",
@@ -75,7 +81,7 @@ def measure(fn, clips: list[Path]) -> tuple[float, float, list]:
 
 def ffmpeg_peak_mib(path: Path, spec: Spec) -> str:
     """Peak RSS of the ffmpeg that extracts one clip: the command of
-    :func:`avmae.data.features.ffmpeg_command` (audio to /dev/null instead of a pipe),
+    :func:`avmae.features.extract.ffmpeg_command` (audio to /dev/null instead of a pipe),
     started by a bare Python (a child's peak RSS counts the process it was forked from,
     ~10 MiB here against ~900 MiB for a Python with torch imported)."""
     code = ("import resource, subprocess, sys; "

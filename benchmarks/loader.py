@@ -43,8 +43,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from avmae.data import augment as A
 from avmae.data.dataset import AVClipDataset, make_loader
-from avmae.data.features import extract
 from avmae.data.frames import VIDEO_DECODE, collate, finish_batch, render
+from avmae.features.extract import extract
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract import make_clip  # noqa: E402  (benchmarks/ is not a package)
@@ -134,8 +134,9 @@ def pretrain_flops_per_sample() -> float:
 def finetune_flops_per_sample() -> float:
     """Forward + backward FLOPs of one audiovisual MBT ViT-B finetuning sample (32 frames,
     VGGSound's 309 classes, fusion from layer 8 with 4 bottleneck tokens)."""
-    from avmae.models.mbt import MBT
     from model_step import PROFILES, model_config
+
+    from avmae.models.mbt import MBT
     model = MBT(model_config(PROFILES["base"], "mid", "shared"), 309, ["audio", "video"], fusion_layer=8)
     x = {"audio": torch.randn(1, 1, 800, 128), "video": torch.rand(1, 3, 32, 224, 224) * 2 - 1}
     with FlopCounterMode(display=False) as counter:

@@ -26,7 +26,7 @@ LABEL_META = {
 
 
 def label_columns(kind, labels, classes):
-    """index.csv label columns (avmae.data.labels): class c, plus c + 1 (multi), or verb c % 2, noun c."""
+    """index.csv label columns (avmae.features.labels): class c, plus c + 1 (multi), or verb c % 2, noun c."""
     if kind == "multi":
         return {"label_indices": [f"{c};{(c + 1) % classes}" for c in labels]}
     if kind == "verb_noun":

@@ -8,8 +8,19 @@ import torch
 import yaml
 from torchvision.transforms.v2 import functional as TF
 
-from avmae.data.augment import (Augment, Box, Color, SpecAugment, apply_box, apply_color, draw_color, eval_box,
-                                mixup, spec_augment, train_box)
+from avmae.data.augment import (
+    Augment,
+    Box,
+    Color,
+    SpecAugment,
+    apply_box,
+    apply_color,
+    draw_color,
+    eval_box,
+    mixup,
+    spec_augment,
+    train_box,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

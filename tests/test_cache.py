@@ -69,7 +69,7 @@ def test_code_digest_follows_imports_and_ignores_docstrings(tmp_path, monkeypatc
     assert digest() != before
 
 
-@pytest.mark.parametrize("module", ["avmae.data.commands", "avmae.data.features", "avmae.train.pretrain"])
+@pytest.mark.parametrize("module", ["avmae.acquire.commands", "avmae.features.extract", "avmae.train.pretrain"])
 def test_workflow_digests_parse_without_torch(module):
     code = (f"import sys; from avmae.provenance import code_digest; code_digest({module!r});"
             "assert 'torch' not in sys.modules")

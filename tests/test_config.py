@@ -9,7 +9,13 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from avmae.config import PretrainRun, deep_merge, finetune_settings, pretrain_settings, table1_runs
+from avmae.config import (
+    PretrainRun,
+    deep_merge,
+    finetune_settings,
+    pretrain_settings,
+    table1_runs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avmae.data.download import (
+from avmae.acquire.availability import write_report
+from avmae.acquire.download import (
     ClientBlocked,
     Policy,
     classify,
@@ -25,10 +26,9 @@ from avmae.data.download import (
     journal_path,
     ytdlp_options,
 )
-from avmae.data.lists import Clip, write_clips
-from avmae.data.report import write_report
-from avmae.data.shards import merge_manifests
-from avmae.data.toy import write_mp4
+from avmae.acquire.lists import Clip, write_clips
+from avmae.acquire.shards import merge_manifests
+from avmae.toy.media import write_mp4
 
 FAST = Policy(retries=2, backoff=0.01, max_backoff=0.05, block_after=0, sleep=0, rate=0, timeout=2)
 

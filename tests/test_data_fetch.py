@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from avmae.data.fetch import describe, fetch
+from avmae.acquire.fetch import describe, fetch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avmae.data.balance import draw_balanced
-from avmae.data.lists import Clip, read_clips
-from avmae.data.download import MANIFEST_COLUMNS
-from avmae.data.shards import publish, shard_of, split_clips
+from avmae.acquire.balance import draw_balanced
+from avmae.acquire.download import MANIFEST_COLUMNS
+from avmae.acquire.lists import Clip, read_clips
+from avmae.acquire.shards import publish, shard_of, split_clips
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import as_jpeg, model_video
 from torch.utils.data import DataLoader
 from torchvision.io import encode_jpeg
 from torchvision.transforms.v2 import functional as TF
@@ -15,7 +16,6 @@ from avmae.data.augment import Augment, Color, SpecAugment, train_box
 from avmae.data.dataset import AVClipDataset, make_loader
 from avmae.data.frames import collate, finish_batch, jpeg_size
 from avmae.train.loop import EpochSampler
-from conftest import as_jpeg, model_video
 
 FINETUNE = Augment(scale_jitter=(0.9, 1.33), color=Color(),
                    spec_augment=SpecAugment(freq_masks=1, freq_width=48, time_masks=4, time_width=16))

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avmae.data.download import MANIFEST_COLUMNS, Policy, download
-from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import Clip
-from avmae.data.toy import write_mp4
+from avmae.acquire.download import MANIFEST_COLUMNS, Policy, download
+from avmae.acquire.lists import Clip
+from avmae.ffmpeg import ffmpeg_exe
+from avmae.toy.media import write_mp4
 
 FPS, RATE, BITS, BAR = 25, 44100, 9, 10
 CLICK_AFTER_START = 1.0  # seconds: where the cut clip should hear the click

@@ -5,9 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from avmae.data import toy_epic
-from avmae.data.labels import LabelError, LabelSpace
-from avmae.data.lists import (
+from avmae.acquire.lists import (
     EpicClasses,
     ListFormatError,
     read_classes,
@@ -15,6 +13,8 @@ from avmae.data.lists import (
     read_epic_classes,
     read_list,
 )
+from avmae.features.labels import LabelError, LabelSpace
+from avmae.toy import epic as toy_epic
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VERBS = FIXTURES / "EPIC_100_verb_classes.csv"  # the first rows of the official files

@@ -1,4 +1,4 @@
-"""Whole-video downloads (avmae/data/videos.py) against a local HTTP server with Range
+"""Whole-video downloads (avmae/acquire/videos.py) against a local HTTP server with Range
 support: one download per video, resumed parts, md5 checks, segments cut at their times."""
 
 import hashlib
@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from test_data_download_http import MALICIOUS, Handler, Server
 
-from avmae.data.download import Policy
-from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import Clip, ListFormatError, write_clips
-from avmae.data.toy import write_mp4
-from avmae.data.videos import EPIC_DATASETS, context, download_videos, read_checksums
+from avmae.acquire.download import Policy
+from avmae.acquire.lists import Clip, ListFormatError, write_clips
+from avmae.acquire.videos import EPIC_DATASETS, context, download_videos, read_checksums
+from avmae.ffmpeg import ffmpeg_exe
+from avmae.toy.media import write_mp4
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST = Policy(retries=1, backoff=0.01, max_backoff=0.05, block_after=0, sleep=0, rate=0, timeout=5)

@@ -10,12 +10,19 @@ import pytest
 import torch
 from torchvision.io import decode_jpeg
 
+from avmae.acquire.lists import read_vggsound
 from avmae.data.dataset import AVClipDataset
-from avmae.data.features import (Spec, combine, decode_video, extract, extract_shard,
-                                 log_mel)
-from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import read_vggsound
-from avmae.data.toy import SAMPLE_RATE, make_toy_vggsound, write_mp4
+from avmae.features.extract import (
+    Spec,
+    combine,
+    decode_video,
+    extract,
+    extract_shard,
+    log_mel,
+)
+from avmae.ffmpeg import ffmpeg_exe
+from avmae.toy.media import SAMPLE_RATE, write_mp4
+from avmae.toy.vggsound import make_toy_vggsound
 
 SECONDS, FPS, SIDE = 3.0, 10, 24  # small settings keep the test fast
 BROKEN = {  # name: (split, reason or reason prefix)

@@ -12,12 +12,12 @@ import torch
 from conftest import copy_workflow, snakemake, write_config
 from torch.utils.data import DataLoader
 
+from avmae.acquire.lists import read_audioset_classes, read_epic
 from avmae.data.dataset import AVClipDataset
-from avmae.data.features import extract
-from avmae.data.labels import LabelError, LabelSpace, parse_verb_noun
-from avmae.data.lists import read_audioset_classes, read_epic
-from avmae.data.toy import SAMPLE_RATE, write_mp4
+from avmae.features.extract import extract
+from avmae.features.labels import LabelError, LabelSpace, parse_verb_noun
 from avmae.models.heads import HeadSpec
+from avmae.toy.media import SAMPLE_RATE, write_mp4
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WINDOW = {"video_frames": 2, "video_stride": 2, "crop": 16, "audio_frames": 64}

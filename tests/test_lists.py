@@ -2,7 +2,7 @@
 
 import pytest
 
-from avmae.data.lists import Clip, ListFormatError, read_vggsound, write_vggsound
+from avmae.acquire.lists import Clip, ListFormatError, read_vggsound, write_vggsound
 
 OFFICIAL_ROWS = """\
 ---g-f_I2yQ,1,"people marching",test

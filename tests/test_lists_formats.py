@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from avmae.data.lists import (
+from avmae.acquire.lists import (
     Clip,
     ListFormatError,
     parse_timestamp,

@@ -19,8 +19,13 @@ from avmae.models.avmae import AVMAE, ModelConfig
 from avmae.models.mbt import MBT, init_mbt_from_avmae
 from avmae.report import paper_numbers as P
 from avmae.report.baselines import merge_unimodal_maes
-from avmae.report.figures import (epochs_figure, loss_curves_figure, reconstruction_figure, unpatchify_audio,
-                                  unpatchify_video)
+from avmae.report.figures import (
+    epochs_figure,
+    loss_curves_figure,
+    reconstruction_figure,
+    unpatchify_audio,
+    unpatchify_video,
+)
 from avmae.report.specs import TABLES, pretrain_runs, spec_inputs, table_spec
 from avmae.report.tables import build_table, read_metric, write_spec_table
 

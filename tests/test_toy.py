@@ -15,12 +15,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from avmae.data import toy_audioset as tas
-from avmae.data import toy_epic as tep
-from avmae.data.balance import draw_balanced
-from avmae.data.features import Spec, decode_audio, decode_video
-from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import (
+from avmae.acquire.balance import draw_balanced
+from avmae.acquire.lists import (
     EPIC_COLUMNS,
     parse_timestamp,
     read_audioset,
@@ -28,7 +24,11 @@ from avmae.data.lists import (
     read_epic,
     read_vggsound,
 )
-from avmae.data.toy import make_toy_vggsound
+from avmae.features.extract import Spec, decode_audio, decode_video
+from avmae.ffmpeg import ffmpeg_exe
+from avmae.toy import audioset as tas
+from avmae.toy import epic as tep
+from avmae.toy.vggsound import make_toy_vggsound
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_same_seed_gives_same_csv_and_content(toy, tmp_path):
 
 
 def test_other_generators_reject_foreign_options(tmp_path):
-    from avmae.data.toy import make_toy
+    from avmae.toy.commands import make_toy
 
     with pytest.raises(ValueError, match="clips_per_class do not apply to the audioset"):
         make_toy("audioset", tmp_path, clips_per_class=3)

@@ -278,7 +278,7 @@ def test_mixup_is_seeded_by_epoch_and_clips():
 
 def test_finetune_on_a_subset_of_the_training_clips(features_dir, tiny_settings, tmp_path):
     """AS-500K style: only the listed clips train; the test split stays whole."""
-    from avmae.data.lists import Clip, write_clips
+    from avmae.acquire.lists import Clip, write_clips
     pretrain.run(tiny_settings, features_dir, tmp_path / "pre")
     subset = tmp_path / "as500k.csv"
     write_clips(subset, [Clip(f"train{i:03d}", 0.0, "x", "train") for i in range(8)] + [Clip("gone", 0.0, "x", "train")])

@@ -1,1 +1,1 @@
-"""Data stages: URL lists, toy datasets, download, feature extraction, loading."""
+"""Loading for training: the feature dataset, frame decoding, augmentation, label spaces."""

@@ -33,7 +33,7 @@ windows fall anywhere in it; an EPIC clip is the 10 s context of a ~3 s action, 
 windows lie inside the action, or hold all of it when it is shorter than a window.
 
 A split's rows may live in several shard folders (``meta.json``'s ``parts``, one per
-download shard, see :func:`avmae.data.features.combine`); rows are numbered across them
+download shard, see :func:`avmae.features.extract.combine`); rows are numbered across them
 in order. The files are opened lazily, once per DataLoader worker (memory maps; nothing is
 read at construction), so the dataset works with any number of workers and
 ``pin_memory``; every item is a fresh contiguous tensor.
@@ -53,9 +53,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from avmae.data.augment import Augment, draw_color, eval_box, spec_augment, train_box
-from avmae.data.features import ACTION_COLUMNS, VIDEO_FILES
 from avmae.data.frames import VIDEO_DECODE, collate, jpeg_size, render
-from avmae.data.labels import LabelSpace
+from avmae.features.extract import ACTION_COLUMNS, VIDEO_FILES
+from avmae.features.labels import LabelSpace
 
 AUDIO_FPS = 100  # log-mel frames per second (10 ms hop)
 MODALITIES = ("audio", "video")
@@ -121,13 +121,13 @@ class AVClipDataset(Dataset):
             raise ValueError(f"crop {crop} exceeds augment.eval_short_side {self.augment.eval_short_side}")
         self.actions = self._actions(split_dir / "index.csv")
         self._opened = None  # per part (audio, video, offsets), opened lazily once per DataLoader worker
-        # targets by label kind (avmae.data.labels): label | labels (multi-hot) | verb, noun
+        # targets by label kind (avmae.features.labels): label | labels (multi-hot) | verb, noun
         self.label_space = LabelSpace.from_meta(self.meta, str(self.dir / "meta.json"))
         self.targets = self.label_space.targets(self.index, split_dir / "index.csv")
 
     def _actions(self, path: Path) -> np.ndarray:
         """int [clips, 2]: each clip's ``action_first``, ``action_last`` (the stored frames
-        of its listed segment, :func:`avmae.data.features._action_frames`), checked."""
+        of its listed segment, :func:`avmae.features.extract._action_frames`), checked."""
         missing = [c for c in ACTION_COLUMNS if c not in self.index.columns]
         if missing:
             raise ValueError(f"{path}: no {', '.join(missing)} column (features from an older "

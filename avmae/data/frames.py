@@ -31,7 +31,13 @@ import torch
 from torch.utils.data import default_collate
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from avmae.data.augment import Box, apply_box, apply_color, to_model_range, to_unit_range
+from avmae.data.augment import (
+    Box,
+    apply_box,
+    apply_color,
+    to_model_range,
+    to_unit_range,
+)
 
 VIDEO_DECODE = ("loader", "device")
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}

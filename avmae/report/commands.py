@@ -11,15 +11,25 @@ import argparse
 import json
 from pathlib import Path
 
+from avmae.io import json_object as _json
 
-def _json(text: str, option: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"{option} is not valid JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise SystemExit(f"{option} must be a JSON object")
-    return value
+
+def cmd_table1(a) -> None:
+    from avmae.config import PretrainRun
+    from avmae.report.tables import table1, write_table
+
+    rows = [tuple(r.split("-")) for r in a.rows]
+    metrics = {}
+    for path in a.metrics:
+        # <run>/<dataset>_<modality>/metrics.json, run = <ds>_<size>_<enc>-<dec>_<obj>_e<N>
+        run = PretrainRun.parse(Path(path).parent.parent.name)
+        modality = Path(path).parent.name.rsplit("_", 1)[1]
+        metrics[(run.encoder, run.decoder, modality)] = path
+    meta = json.loads(Path(a.meta).read_text())
+    availability = json.loads(Path(a.availability).read_text())["footnote"]
+    df = table1(rows, metrics, meta.get("counts", {}), availability)
+    write_table(df, a.out, "Table 1: pretraining architectures (encoder x decoder)")
+    print(df.to_string(index=False))
 
 
 def cmd_table(a) -> None:
@@ -68,7 +78,16 @@ def cmd_figure_epochs(a) -> None:
     epochs_figure(a.table, a.out, a.epoch_scale)
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> list[str]:
+    """Add the report commands to an argparse sub-parser collection; returns their names."""
+    s = sub.add_parser("table1", help="write Table 1 (ours beside the paper's)")
+    s.add_argument("--rows", nargs="+", required=True, help="encoder-decoder pairs in order")
+    s.add_argument("--metrics", nargs="+", required=True, type=Path, help="finetune metrics.json files")
+    s.add_argument("--meta", required=True, type=Path, help="features meta.json (clip counts)")
+    s.add_argument("--availability", required=True, type=Path, help="download availability.json")
+    s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table1")
+    s.set_defaults(func=cmd_table1)
+
     s = sub.add_parser("table", help="write one paper table (ours beside the paper's): CSV, Markdown, LaTeX")
     s.add_argument("--spec", required=True, help="JSON table spec (avmae.report.specs.table_spec)")
     s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table2")
@@ -103,3 +122,4 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--epoch-scale", type=float, default=1.0, help="tables.epoch_scale (for the axis label)")
     s.add_argument("--out", required=True, type=Path, help="output prefix (.png and .pdf)")
     s.set_defaults(func=cmd_figure_epochs)
+    return ["table1", "table", "two-maes", "figure-reconstruction", "figure-curves", "figure-epochs"]

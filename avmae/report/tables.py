@@ -19,7 +19,13 @@ import pandas as pd
 
 from avmae.io import write_text
 from avmae.report.paper_numbers import TABLE1
-from avmae.report.specs import DECODERS, ENCODERS, METRIC_NAMES, MODALITIES, finetune_metrics
+from avmae.report.specs import (
+    DECODERS,
+    ENCODERS,
+    METRIC_NAMES,
+    MODALITIES,
+    finetune_metrics,
+)
 
 PARTS = ("ours", "paper", "diff")
 

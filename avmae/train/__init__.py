@@ -1,1 +1,1 @@
-"""Training: DeepSpeed engine set-up, pretraining, finetuning, metrics."""
+"""Training: DeepSpeed engine set-up, pretraining, finetuning, evaluation, metrics."""

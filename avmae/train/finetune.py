@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avmae.acquire.lists import read_clips
 from avmae.data.augment import Augment, mixup
 from avmae.data.dataset import AVClipDataset, ClipSubset
-from avmae.data.labels import LabelSpace
-from avmae.data.lists import read_clips
+from avmae.features.labels import LabelSpace
 from avmae.io import write_json, write_run_config
 from avmae.models.avmae import ModelConfig
 from avmae.models.mbt import MBT, init_mbt_from_avmae

@@ -15,9 +15,9 @@ from avmae.config import (
 # The code each stage runs (avmae.provenance): a param of every rule that is marked for,
 # or feeds, Snakemake's between-workflow cache, so entries are keyed by code as well as
 # by settings; editing that code reruns the stage.
-TOY_CODE = code_digest("avmae.data.toy")
-DATA_CODE = code_digest("avmae.data.commands")
-FEATURES_CODE = code_digest("avmae.data.features")
+TOY_CODE = code_digest("avmae.toy.commands")
+DATA_CODE = code_digest("avmae.acquire.commands")
+FEATURES_CODE = code_digest("avmae.features.extract")
 PRETRAIN_CODE = code_digest("avmae.train.pretrain")
 
 

@@ -1,7 +1,7 @@
 # Feature extraction: log-mel spectrograms (arrays) and 25 fps frames (JPEG shards or arrays),
 # one job per download shard, then one that joins them.
 # Labels follow the dataset's format: single (VGGSound), multi-hot (AudioSet, in the order
-# of class_labels_indices.csv) or verb + noun (EPIC); see avmae/data/labels.py.
+# of class_labels_indices.csv) or verb + noun (EPIC); see avmae/features/labels.py.
 
 
 # One job per download shard, clips decoded in parallel threads within it.

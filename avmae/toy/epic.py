@@ -42,7 +42,7 @@ Labels do not depend on the kitchen.
 
 Segments last 1.5-4.5 s, 3 s on average, as real EPIC actions, with 1-2.5 s idle gaps:
 each clip the downloader cuts is the 10 s context of its action
-(:func:`avmae.data.videos.context`), so it also shows and sounds the neighbouring
+(:func:`avmae.acquire.videos.context`), so it also shows and sounds the neighbouring
 actions, and only windows kept on the action (:class:`avmae.data.dataset.AVClipDataset`)
 see the right verb and noun.
 """
@@ -56,9 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avmae.data.lists import format_timestamp, write_epic, write_epic_classes
-from avmae.data.toy import FPS, HEIGHT, SAMPLE_RATE, WIDTH, run_jobs, sound, write_mp4
+from avmae.acquire.lists import format_timestamp, write_epic, write_epic_classes
 from avmae.io import write_json
+from avmae.toy.media import FPS, HEIGHT, SAMPLE_RATE, WIDTH, run_jobs, sound, write_mp4
 
 # (class id, name, motion, sound)
 VERBS = ((0, "take", "rise", None), (1, "put", "fall", None),

@@ -1,56 +1,25 @@
-"""Synthetic datasets of real H.264 + AAC mp4 files, with lists in the official formats.
-
-:func:`make_toy` runs the generator of a list format: VGGSound (here), AudioSet
-(:mod:`avmae.data.toy_audioset`: multi-label, long-tailed) or EPIC-KITCHENS-100
-(:mod:`avmae.data.toy_epic`: verb + noun segments, unseen kitchens). All three split the
-signal across modalities the same way and share this module's pictures, sounds and
-encoder (:func:`write_mp4`). The VGGSound-like set:
-
-Eight classes split the signal across modalities:
-
-- classes 0-1 share one sound and differ only in the picture,
-- classes 2-3 share one picture and differ only in the sound,
-- classes 4-7 cross two pictures with two sounds, so they need both.
-
-The best video-only accuracy is therefore 5/8 (62.5 %), audio-only 5/8, audiovisual 100 %.
-Each clip draws its own nuisances (colours, phases, speeds, pitch, loudness, background
-noise) from the seed. A source file lasts ``start + 10 + 1`` s and shows its class the
-whole time; the CSV row records ``start``, so the downloader really has to cut.
-"""
+"""What every toy generator shares: the frame size and rates, the pictures and sounds
+that carry the classes, random YouTube-like ids, the threaded job runner, and the
+H.264 + AAC encoder (:func:`write_mp4`)."""
 
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import Clip, write_vggsound
-from avmae.io import atomic_path, write_json
+from avmae.ffmpeg import ffmpeg_exe
+from avmae.io import atomic_path
 
 WIDTH, HEIGHT, FPS = 96, 64, 25
 SAMPLE_RATE = 44100
 CLIP_SECONDS = 10
 ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
-
-# (label, picture type, sound type, the modality that tells the class apart)
-CLASSES = (
-    ("horizontal stripes, humming", "hstripes", "hum", "video"),
-    ("vertical stripes, humming", "vstripes", "hum", "video"),
-    ("drifting haze, whistling", "haze", "whistle", "audio"),
-    ("drifting haze, chirping", "haze", "chirps", "audio"),
-    ("bouncing square, clicking", "square", "clicks", "audio+video"),
-    ("bouncing square, hissing", "square", "hiss", "audio+video"),
-    ("checkerboard, clicking", "checker", "clicks", "audio+video"),
-    ("checkerboard, hissing", "checker", "hiss", "audio+video"),
-)
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -88,13 +57,6 @@ def triangle(u: np.ndarray) -> np.ndarray:
     """Triangle wave in [0, 1] with period 1."""
     return 1 - np.abs(2 * (u % 1) - 1)
 
-
-def _render_video(kind: str, seconds: int, rng: np.random.Generator) -> np.ndarray:
-    """RGB frames uint8 [frames, HEIGHT, WIDTH, 3]: pattern, random colours, pixel noise."""
-    t = np.arange(seconds * FPS, dtype=np.float32) / FPS
-    level = np.broadcast_to(picture(kind, t, rng), (t.size, HEIGHT, WIDTH)).astype(np.float32)
-    level += rng.uniform(0.02, 0.08) * (rng.random(level.shape, dtype=np.float32) - 0.5)
-    return colourise(level, palette(rng))
 
 
 def palette(rng: np.random.Generator, fg_range=(150, 255), bg_range=(0, 90)) -> np.ndarray:
@@ -146,18 +108,6 @@ def band_noise(n: int, f_lo: float, f_hi: float, rng: np.random.Generator) -> np
     return np.fft.irfft(spectrum, n)
 
 
-def _render_audio(kind: str, seconds: int, rng: np.random.Generator) -> np.ndarray:
-    """Stereo int16 [samples, 2]: class sound at a random level and pan, plus noise."""
-    t = np.arange(seconds * SAMPLE_RATE) / SAMPLE_RATE
-    signal = (sound(kind, t, rng) * rng.uniform(0.15, 0.3)).astype(np.float32)
-    pan = rng.uniform(0.3, 0.7)
-    gains = np.array([1 - pan, pan], dtype=np.float32)
-    noise_level = rng.uniform(0.01, 0.03)  # white background noise, ~5-25 dB below the signal
-    stereo = rng.standard_normal((t.size, 2), dtype=np.float32) * noise_level
-    stereo += signal[:, None] * gains
-    return (np.clip(stereo, -1, 1, out=stereo) * 32767).astype(np.int16)
-
-
 # ------------------------------------------------------------------------------ encoding
 def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray | None,
               fps: int = FPS, sample_rate: int = SAMPLE_RATE) -> None:
@@ -189,22 +139,6 @@ def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray | None,
             raise RuntimeError(f"ffmpeg failed writing {path} (exit {proc.returncode}): {tail}")
 
 
-@dataclass(frozen=True)
-class _Job:
-    clip: Clip
-    class_index: int
-    seed: np.random.SeedSequence
-
-
-def _make_clip(job: _Job, media_dir: Path) -> None:
-    """Render and encode one source file covering [0, start + 10 + 1) s."""
-    rng = np.random.default_rng(job.seed)
-    _, picture, sound, _ = CLASSES[job.class_index]
-    seconds = int(job.clip.start) + CLIP_SECONDS + 1
-    frames = _render_video(picture, seconds, rng)
-    audio = _render_audio(sound, seconds, rng)
-    write_mp4(media_dir / f"{job.clip.id}.mp4", frames, audio)
-
 
 def run_jobs(work, jobs: list, workers: int, desc: str) -> list:
     """``work(job)`` for every job on ``workers`` threads (numpy and ffmpeg release the
@@ -223,76 +157,3 @@ def random_ids(n: int, rng: np.random.Generator, avoid: set[str] = frozenset()) 
             seen.add(vid)
             ids.append(vid)
     return ids
-
-
-def make_toy_vggsound(out_dir: str | os.PathLike, clips_per_class: int = 40,
-                      test_fraction: float = 0.25, seed: int = 0, workers: int = 2,
-                      media_dir: str | os.PathLike | None = None) -> Path:
-    """Write ``vggsound.csv`` and ``classes.json`` under out_dir, the clips as
-    ``{media_dir}/{id}.mp4`` (default ``out_dir/media``).
-
-    The same seed gives the same CSV and the same decoded media. Per class,
-    ``round(clips_per_class * test_fraction)`` clips go to the test split.
-    Returns the CSV path.
-    """
-    if clips_per_class < 1:
-        raise ValueError(f"clips_per_class must be >= 1, got {clips_per_class}")
-    if not 0 <= test_fraction <= 1:
-        raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
-    out_dir = Path(out_dir).resolve()
-    media_dir = Path(media_dir).resolve() if media_dir is not None else out_dir / "media"
-    media_dir.mkdir(parents=True, exist_ok=True)
-
-    meta_seed, clip_seeds = np.random.SeedSequence(seed).spawn(2)
-    rng = np.random.default_rng(meta_seed)
-    n = clips_per_class * len(CLASSES)
-    ids = random_ids(n, rng)
-    seeds = clip_seeds.spawn(n)
-    n_test = round(clips_per_class * test_fraction)
-    jobs = []
-    for c, (label, *_) in enumerate(CLASSES):
-        is_test = rng.permutation(clips_per_class) < n_test
-        for k in range(clips_per_class):
-            i = c * clips_per_class + k
-            clip = Clip(ids[i], float(rng.integers(0, 4)), label, "test" if is_test[k] else "train")
-            jobs.append(_Job(clip, c, seeds[i]))
-
-    run_jobs(lambda job: _make_clip(job, media_dir), jobs, workers, "toy vggsound")
-
-    classes = [{"label": label, "picture": picture, "sound": sound, "told_apart_by": modality}
-               for label, picture, sound, modality in CLASSES]
-    best = {"video": 5 / 8, "audio": 5 / 8, "audiovisual": 1.0}
-    write_json(out_dir / "classes.json", {"classes": classes, "best_accuracy": best})
-    csv_path = out_dir / "vggsound.csv"
-    write_vggsound(csv_path, sorted((job.clip for job in jobs), key=lambda c: c.id))
-    return csv_path
-
-
-# format -> the generator's own options (besides out_dir, media_dir, seed and workers)
-GENERATOR_OPTIONS = {
-    "vggsound": ("clips_per_class", "test_fraction"),
-    "audioset": ("unbalanced", "balanced_per_class", "eval_per_class"),
-    "epic": ("train_participants", "unseen_participants", "videos_per_participant",
-             "segments_per_video"),
-}
-
-
-def make_toy(fmt: str, out_dir: str | os.PathLike, media_dir: str | os.PathLike | None = None,
-             seed: int = 0, workers: int = 2, **options) -> None:
-    """Run the toy generator of list format ``fmt`` (vggsound, audioset or epic); options
-    that belong to another generator are an error naming them."""
-    if fmt not in GENERATOR_OPTIONS:
-        raise ValueError(f"no toy generator for format {fmt!r}; expected one of "
-                         f"{', '.join(GENERATOR_OPTIONS)}")
-    foreign = sorted(set(options) - set(GENERATOR_OPTIONS[fmt]))
-    if foreign:
-        raise ValueError(f"option(s) {', '.join(foreign)} do not apply to the {fmt} toy "
-                         f"generator (its options: {', '.join(GENERATOR_OPTIONS[fmt])})")
-    if fmt == "vggsound":
-        make_toy_vggsound(out_dir, seed=seed, workers=workers, media_dir=media_dir, **options)
-    elif fmt == "audioset":
-        from avmae.data.toy_audioset import make_toy_audioset
-        make_toy_audioset(out_dir, seed=seed, workers=workers, media_dir=media_dir, **options)
-    else:
-        from avmae.data.toy_epic import make_toy_epic
-        make_toy_epic(out_dir, seed=seed, workers=workers, media_dir=media_dir, **options)

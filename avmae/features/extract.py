@@ -59,15 +59,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
 import pandas as pd
+import simplejpeg
 import torch
 import torchaudio
 from tqdm import tqdm
 
-from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.labels import LabelSpace
-from avmae.data.lists import SPLITS, read_classes
+from avmae.acquire.lists import SPLITS, read_classes
+from avmae.features.labels import LabelSpace
+from avmae.ffmpeg import ffmpeg_exe
 from avmae.io import atomic_path, write_json
 
 MANIFEST_COLUMNS = ("id", "label", "split", "status", "path")
@@ -434,7 +434,7 @@ def _action_frames(ok: pd.DataFrame, spec: Spec, manifest_path: Path) -> pd.Data
     """Per ok manifest row, the first and last stored frame of its listed segment
     (``action_first``, ``action_last``): ``start/end_seconds`` less ``clip_start``, where
     the clip file starts in its source, at ``spec.fps``, within the stored frames. A
-    whole-video download stores a segment's 10 s context (:func:`avmae.data.videos.context`),
+    whole-video download stores a segment's 10 s context (:func:`avmae.acquire.videos.context`),
     a section download the segment itself. Without ``clip_start`` (a manifest from before
     it, or written by hand) a segment is its whole clip. A segment that misses the stored
     clip gets -1, -1. A value that is not a number raises ValueError naming its line."""
@@ -556,9 +556,9 @@ def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike
     """Join extracted shards into one feature set: ``{split}/index.csv``, ``skipped.csv``
     and, last, ``meta.json``; return meta.json's content.
 
-    The classes (:class:`avmae.data.labels.LabelSpace`; ``labels`` is the label kind:
+    The classes (:class:`avmae.features.labels.LabelSpace`; ``labels`` is the label kind:
     single, multi or verb_noun; ``class_list`` the ``--classes`` values, see
-    :func:`avmae.data.lists.read_classes`)
+    :func:`avmae.acquire.lists.read_classes`)
     come from every row of the dataset's manifest, so indices do not depend on which
     downloads failed. ``index.csv`` has id, label, the label columns, split and the
     stored frames of the clip's listed segment (``action_first``, ``action_last``), one

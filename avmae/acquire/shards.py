@@ -3,7 +3,7 @@
 A clip's shard is a hash of the video it comes from (``Clip.video``) modulo the shard
 count: deterministic, independent of row order, and stable when rows are added or removed
 (only the shards of the changed rows change). Clips of one video (EPIC narrations) land in
-one shard. Shard lists use :func:`avmae.data.lists.write_clips`'s format.
+one shard. Shard lists use :func:`avmae.acquire.lists.write_clips`'s format.
 
 A shard downloads into a work folder that outlives failed and killed jobs (the resume
 journal and clips live there); :func:`publish` then hard-links its kept clips into the
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from avmae.data.download import MANIFEST_COLUMNS
-from avmae.data.lists import Clip, write_clips
+from avmae.acquire.download import MANIFEST_COLUMNS
+from avmae.acquire.lists import Clip, write_clips
 from avmae.io import atomic_path
 
 

@@ -1,4 +1,4 @@
-"""Command line of the data stage: split a list into shards, download, merge, subsample.
+"""Command line of the acquisition stage: split a list into shards, download, merge, subsample.
 
 :func:`add_commands` adds them to the ``avmae`` CLI (``avmae download --help``). Lists are ``PATH`` or ``SPLIT=PATH`` (``train=...``,
 ``test=...``): the split is given to formats that carry none (AudioSet, EPIC).
@@ -13,7 +13,7 @@ FORMATS = ("vggsound", "audioset", "epic", "clips")
 
 
 def _read_lists(specs: list[str], fmt: str, classes: list[str] | None) -> list:
-    from avmae.data.lists import SPLITS, read_list
+    from avmae.acquire.lists import SPLITS, read_list
 
     clips = []
     for spec in specs:
@@ -25,8 +25,8 @@ def _read_lists(specs: list[str], fmt: str, classes: list[str] | None) -> list:
 
 
 def cmd_download(a) -> None:
-    from avmae.data.download import ClientBlocked, Policy, download
-    from avmae.data.videos import download_videos
+    from avmae.acquire.download import ClientBlocked, Policy, download
+    from avmae.acquire.videos import download_videos
 
     if not a.whole_videos and (a.checksums or a.keep_videos):
         raise SystemExit("avmae download: --checksums and --keep-videos need --whole-videos")
@@ -47,15 +47,15 @@ def cmd_download(a) -> None:
 
 
 def cmd_publish(a) -> None:
-    from avmae.data.shards import publish
+    from avmae.acquire.shards import publish
 
     manifest = publish(a.work_manifest, a.manifest, a.media)
     print(f"{(manifest.status == 'ok').sum()} of {len(manifest)} clips -> {a.media}")
 
 
 def cmd_split_list(a) -> None:
-    from avmae.data.fetch import describe
-    from avmae.data.shards import write_shards
+    from avmae.acquire.fetch import describe
+    from avmae.acquire.shards import write_shards
     from avmae.io import write_json
 
     clips = _read_lists(a.list, a.format, a.classes)
@@ -66,22 +66,22 @@ def cmd_split_list(a) -> None:
 
 
 def cmd_fetch_list(a) -> None:
-    from avmae.data.fetch import fetch
+    from avmae.acquire.fetch import fetch
 
     print(f"{a.out}: sha256 {fetch(a.url, a.out, a.sha256)}")
 
 
 def cmd_merge(a) -> None:
-    from avmae.data.report import footnote, write_report
-    from avmae.data.shards import merge_manifests
+    from avmae.acquire.availability import footnote, write_report
+    from avmae.acquire.shards import merge_manifests
 
     manifest = merge_manifests(a.manifests, a.out)
     print(footnote(a.dataset, write_report(manifest, a.dataset, a.report, a.ids)))
 
 
 def cmd_as500k(a) -> None:
-    from avmae.data.balance import draw_balanced
-    from avmae.data.lists import write_clips
+    from avmae.acquire.balance import draw_balanced
+    from avmae.acquire.lists import write_clips
     from avmae.io import write_json
 
     clips = _read_lists(a.list, a.format, a.classes)
@@ -91,8 +91,8 @@ def cmd_as500k(a) -> None:
     print(f"{len(subset)} of {len(clips)} clips, class cap {stats['cap']}: {a.out}")
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Add the data commands to an argparse sub-parser collection."""
+def add_commands(sub: argparse._SubParsersAction) -> list[str]:
+    """Add the acquisition commands to an argparse sub-parser collection; returns their names."""
     def lists(s, help_text):
         s.add_argument("--list", required=True, action="append", help=help_text)
         s.add_argument("--format", choices=FORMATS, default="vggsound")
@@ -167,3 +167,4 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, type=Path, help="subset list (clips CSV)")
     s.add_argument("--stats", required=True, type=Path, help="class-balance statistics JSON")
     s.set_defaults(func=cmd_as500k)
+    return ["fetch-list", "split-list", "download", "publish-shard", "merge-manifests", "as500k"]

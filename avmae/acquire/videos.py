@@ -25,14 +25,14 @@ to do it
    downloads), and verifies it as those are. EPIC actions last ~3 s on average, less
    than a feature clip; the manifest's ``clip_start``/``clip_end`` say where the clip
    sits in the video, so the features can mark the action inside it and training
-   windows stay on the action (:mod:`avmae.data.features`, :mod:`avmae.data.dataset`).
+   windows stay on the action (:mod:`avmae.features.extract`, :mod:`avmae.data.dataset`).
    A segment longer than ``clip_seconds`` keeps its middle ``clip_seconds``;
 3. deletes the downloaded video unless ``keep_videos``, once none of its segments ended
    ``failed`` (a rerun would need it again).
 
 Retries with backoff, pacing (a video start counts as a clip start), the blocked-client
 stop, the resume journal, the statuses and the manifest are the section downloader's
-(:class:`avmae.data.download.Batch`); a segment's ``attempts`` are its video's. Only an
+(:class:`avmae.acquire.download.Batch`); a segment's ``attempts`` are its video's. Only an
 http(s) ``proxy`` applies here; cookies do not.
 """
 
@@ -50,7 +50,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avmae.data.download import (
+from avmae.acquire.download import (
     NOT_TRIED,
     Batch,
     Policy,
@@ -61,10 +61,10 @@ from avmae.data.download import (
     rejections,
     verified,
 )
-from avmae.data.fetch import file_digest
-from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import Clip, ListFormatError, read_rows
-from avmae.data.verify import media_seconds
+from avmae.acquire.fetch import file_digest
+from avmae.acquire.lists import Clip, ListFormatError, read_rows
+from avmae.acquire.verify import media_seconds
+from avmae.ffmpeg import ffmpeg_exe
 from avmae.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
                     keep_videos: bool = False) -> pd.DataFrame:
     """Download each clip's whole video once, cut the clips' contexts (:func:`context`,
     ``clip_seconds`` long) into ``out_dir/{id}.mp4`` and write the manifest (as
-    :func:`avmae.data.download.download` does, same arguments).
+    :func:`avmae.acquire.download.download` does, same arguments).
 
     ``url_template`` holds ``{id}`` (the video id) or ``{path}`` (its path from the
     ``checksums`` list, :func:`read_checksums`); a video the list holds is md5-checked.

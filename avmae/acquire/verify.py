@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from avmae.data.ffmpeg import ffmpeg_exe
+from avmae.ffmpeg import ffmpeg_exe
 
 DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 DECODE_TIMEOUT_S = 120

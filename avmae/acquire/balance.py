@@ -23,7 +23,7 @@ from collections import Counter
 
 import numpy as np
 
-from avmae.data.lists import Clip
+from avmae.acquire.lists import Clip
 
 
 def _tiebreak(seed: int, clip_id: str) -> bytes:

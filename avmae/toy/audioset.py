@@ -51,9 +51,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import average_precision_score
 
-from avmae.data.lists import LABEL_SEP, Clip, write_audioset, write_audioset_classes
-from avmae.data.toy import (
+from avmae.acquire.lists import LABEL_SEP, Clip, write_audioset, write_audioset_classes
+from avmae.io import write_json
+from avmae.toy.media import (
     CLIP_SECONDS,
     FPS,
     HEIGHT,
@@ -67,7 +69,6 @@ from avmae.data.toy import (
     sound,
     write_mp4,
 )
-from avmae.io import write_json
 
 # element -> prior probability. Backgrounds are exclusive (one per clip); the rest are
 # independent coin flips.
@@ -264,14 +265,14 @@ def make_toy_audioset(out_dir: str | os.PathLike, unbalanced: int = 200, balance
 
 def design(drawn: dict[str, list[frozenset[str]]]) -> dict:
     """What classes.json records: the classes, per-list class counts, ideal mAP on eval."""
-    from avmae.train.metrics import mean_average_precision
-
     classes = [{"mid": mid, "display_name": name, "requires": list(required),
                 "told_apart_by": class_modality(required), "prior": prevalence(required)}
                for mid, name, required in CLASSES]
     counts = {part: multi_hot(elements).sum(axis=0).tolist() for part, elements in drawn.items()}
     targets = multi_hot(drawn["eval"])
-    best = {m: mean_average_precision(oracle_scores(drawn["eval"], m), targets) / 100
+    present = targets.sum(axis=0) > 0   # AP is undefined for a class without a positive
+    best = {m: float(average_precision_score(targets[:, present], oracle_scores(drawn["eval"], m)[:, present],
+                                             average="macro"))
             for m in ("audio", "video", "audiovisual")}
     return {"classes": classes, "class_counts": counts,
             "clips": {part: len(elements) for part, elements in drawn.items()},

@@ -10,7 +10,7 @@ instead of burning through the list: the clips it did not try are recorded as ``
 never as ``unavailable``. Each kept clip is verified (it decodes, its duration is near the
 expected one, it has an audio stream); a clip that fails verification is deleted. All of
 this bookkeeping is :class:`Batch`, which whole-video downloads share
-(:mod:`avmae.data.videos`: EPIC-KITCHENS from its own servers).
+(:mod:`avmae.acquire.videos`: EPIC-KITCHENS from its own servers).
 
 Resume: each finished clip is appended to a journal (``<manifest>.journal.jsonl``) as soon
 as it ends, so a killed run loses at most the clips in flight. A rerun skips clips the
@@ -62,9 +62,9 @@ from tqdm import tqdm
 from yt_dlp.downloader.external import FFmpegFD
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-from avmae.data.ffmpeg import ffmpeg_exe
-from avmae.data.lists import Clip
-from avmae.data.verify import VerifyError, verify_clip
+from avmae.acquire.lists import Clip
+from avmae.acquire.verify import VerifyError, verify_clip
+from avmae.ffmpeg import ffmpeg_exe
 from avmae.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 STATUSES = ("ok", "unavailable", "failed")
 # start/end_seconds: the listed segment; clip_start/clip_end: the span of the source the
 # clip file holds (a section download: the segment; a whole video: the segment's context,
-# avmae.data.videos.context); video_seconds: the source's duration, where it was read.
+# avmae.acquire.videos.context); video_seconds: the source's duration, where it was read.
 MANIFEST_COLUMNS = ["id", "start_seconds", "end_seconds", "label", "split", "source",
                     "status", "path", "reason", "attempts", "duration",
                     "clip_start", "clip_end", "video_seconds"]
@@ -351,7 +351,7 @@ def verified(path: Path, seconds: float, policy: Policy) -> tuple[str, str, str,
 class Batch:
     """What the clips of one run share: the resume journal, pacing, retries with backoff,
     the blocked-client breaker and the manifest. Both downloaders use one: sections with
-    yt-dlp (:func:`download`) and whole videos (:func:`avmae.data.videos.download_videos`)."""
+    yt-dlp (:func:`download`) and whole videos (:func:`avmae.acquire.videos.download_videos`)."""
 
     def __init__(self, manifest_path: str | os.PathLike, policy: Policy):
         self.manifest_path, self.policy = Path(manifest_path), policy

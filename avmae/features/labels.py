@@ -1,6 +1,6 @@
 """Labels from list strings to training targets: single-label, multi-label, verb + noun.
 
-The lists (:mod:`avmae.data.lists`) give every clip one ``label`` string; what it means
+The lists (:mod:`avmae.acquire.lists`) give every clip one ``label`` string; what it means
 depends on the dataset, and is the *label kind*:
 
 ==========  =================  ===============================  ==========================
@@ -24,7 +24,7 @@ turns ``index.csv`` into target arrays (:meth:`LabelSpace.targets`).
   file is given (then ``class_names`` holds the display names, and an unknown mid is an
   error), else sorted; ``index.csv`` has ``label_indices``, the ``;``-joined indices.
 - verb_noun: EPIC's class ids *are* the head indices, as in the official evaluation.
-  With ``EPIC_100_{verb,noun}_classes.csv`` given (:class:`avmae.data.lists.EpicClasses`)
+  With ``EPIC_100_{verb,noun}_classes.csv`` given (:class:`avmae.acquire.lists.EpicClasses`)
   the heads have one output per listed class (97 verbs, 300 nouns) and ``verb_names`` /
   ``noun_names`` hold their keys; without them ``verb_classes`` = ``0..max verb_class``
   seen, likewise ``noun_classes``. ``index.csv`` has ``verb_class`` and ``noun_class``.
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from avmae.data.lists import LABEL_SEP, EpicClasses
+from avmae.acquire.lists import LABEL_SEP, EpicClasses
 
 LABEL_KINDS = ("single", "multi", "verb_noun")  # the workflow picks one per list format (common.smk)
 VERB_NOUN = re.compile(r"verb:(\d+);noun:(\d+)")
@@ -53,7 +53,7 @@ class LabelError(ValueError):
 
 
 def parse_verb_noun(label: str) -> tuple[int, int]:
-    """``verb:3;noun:114`` (as :func:`avmae.data.lists.read_epic` writes) -> (3, 114)."""
+    """``verb:3;noun:114`` (as :func:`avmae.acquire.lists.read_epic` writes) -> (3, 114)."""
     match = VERB_NOUN.fullmatch(label.strip())
     if not match:
         raise ValueError(f"label {label!r} is not 'verb:<class>;noun:<class>'")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avmae.data.download import STATUSES
+from avmae.acquire.download import STATUSES
 from avmae.io import atomic_path, write_json
 
 

@@ -1,0 +1,1 @@
+"""Acquisition: dataset lists, downloads (yt-dlp, whole videos), verification, shards, availability."""

@@ -1,0 +1,75 @@
+"""Command line of the toy stage: ``avmae toy`` runs one list format's generator.
+
+:func:`make_toy` picks the generator: VGGSound (:mod:`avmae.toy.vggsound`), AudioSet
+(:mod:`avmae.toy.audioset`: multi-label, long-tailed) or EPIC-KITCHENS-100
+(:mod:`avmae.toy.epic`: verb + noun segments, unseen kitchens). All three split the
+signal across modalities the same way and share :mod:`avmae.toy.media`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+# format -> the generator's own options (besides out_dir, media_dir, seed and workers)
+GENERATOR_OPTIONS = {
+    "vggsound": ("clips_per_class", "test_fraction"),
+    "audioset": ("unbalanced", "balanced_per_class", "eval_per_class"),
+    "epic": ("train_participants", "unseen_participants", "videos_per_participant",
+             "segments_per_video"),
+}
+
+
+def make_toy(fmt: str, out_dir: str | os.PathLike, media_dir: str | os.PathLike | None = None,
+             seed: int = 0, workers: int = 2, **options) -> None:
+    """Run the toy generator of list format ``fmt`` (vggsound, audioset or epic); options
+    that belong to another generator are an error naming them."""
+    if fmt not in GENERATOR_OPTIONS:
+        raise ValueError(f"no toy generator for format {fmt!r}; expected one of "
+                         f"{', '.join(GENERATOR_OPTIONS)}")
+    foreign = sorted(set(options) - set(GENERATOR_OPTIONS[fmt]))
+    if foreign:
+        raise ValueError(f"option(s) {', '.join(foreign)} do not apply to the {fmt} toy "
+                         f"generator (its options: {', '.join(GENERATOR_OPTIONS[fmt])})")
+    if fmt == "vggsound":
+        from avmae.toy.vggsound import make_toy_vggsound as generate
+    elif fmt == "audioset":
+        from avmae.toy.audioset import make_toy_audioset as generate
+    else:
+        from avmae.toy.epic import make_toy_epic as generate
+    generate(out_dir, seed=seed, workers=workers, media_dir=media_dir, **options)
+
+
+def cmd_toy(a) -> None:
+    options = {k: getattr(a, k) for names in GENERATOR_OPTIONS.values() for k in names
+               if getattr(a, k) is not None}
+    try:
+        make_toy(a.format, a.out, media_dir=a.media, seed=a.seed, workers=a.workers, **options)
+    except ValueError as e:
+        raise SystemExit(f"avmae toy: {e}") from None
+
+
+def add_commands(sub: argparse._SubParsersAction) -> list[str]:
+    """Add ``toy`` to an argparse sub-parser collection; returns the names added."""
+    s = sub.add_parser("toy", help="generate a synthetic dataset (mp4s + lists in the official format)")
+    s.add_argument("--format", choices=tuple(GENERATOR_OPTIONS), default="vggsound",
+                   help="which dataset to imitate (see avmae/toy/)")
+    s.add_argument("--out", required=True, type=Path, help="folder for the lists and classes.json")
+    s.add_argument("--media", type=Path, help="folder for the videos (default: OUT/media)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=2)
+    g = s.add_argument_group("vggsound (defaults 40, 0.25)")
+    g.add_argument("--clips-per-class", type=int)
+    g.add_argument("--test-fraction", type=float)
+    g = s.add_argument_group("audioset (defaults 200, 3, 8)")
+    g.add_argument("--unbalanced", type=int, help="clips in unbalanced_train_segments.csv")
+    g.add_argument("--balanced-per-class", type=int, help="balanced train: positives per class at least")
+    g.add_argument("--eval-per-class", type=int, help="eval: positives per class at least")
+    g = s.add_argument_group("epic (defaults 4, 2, 3, 8)")
+    g.add_argument("--train-participants", type=int, help="kitchens of the train split")
+    g.add_argument("--unseen-participants", type=int, help="new kitchens, in validation only")
+    g.add_argument("--videos-per-participant", type=int, help="train videos per train kitchen")
+    g.add_argument("--segments-per-video", type=int, help="action segments per video")
+    s.set_defaults(func=cmd_toy)
+    return ["toy"]
