@@ -90,26 +90,61 @@ def test_unknown_dataset_in_a_table_is_named():
 
 
 # ----------------------------------------------------------------------------- generic table
+def table2_scores(path, key):
+    return 60.0 + ("inpaint" in path) + 0.04 * ("_av/" in path)
+
+
 def test_generic_table_from_fake_metrics(tmp_path, monkeypatch):
+    """Toy profile: ours beside the paper's, no difference columns, a footnote on what the toy shows."""
     monkeypatch.chdir(tmp_path)
     spec = table_spec(TOY, "table2")
-    fake_results(tmp_path, spec, lambda path, key: 60.0 + ("inpaint" in path) + 0.04 * ("_av/" in path))
+    fake_results(tmp_path, spec, table2_scores)
     df = write_spec_table(spec, tmp_path / "out" / "table2")
     assert df["Objective"].tolist() == ["Joint reconstruction", "Inpainting (video from audio)",
                                         "Inpainting (audio from video)", "Inpainting (both modalities)"]
     assert df.loc[0, "Audio-only (ours)"] == 60.0 and df.loc[1, "Audiovisual (ours)"] == 61.0
     assert df.loc[1, "Video-only (paper)"] == 39.9
-    assert df.loc[2, "Audiovisual (diff)"] == pytest.approx(61.0 - 58.2)
     csv = pd.read_csv(tmp_path / "out" / "table2.csv")
-    assert csv.shape == (4, 10)
+    assert csv.shape == (4, 7) and not [c for c in csv.columns if "(diff)" in c]
     md = (tmp_path / "out" / "table2.md").read_text()
-    assert md.startswith("# Table 2") and "Inpainting (both modalities)" in md
+    assert md.startswith("# Table 2") and "Inpainting (both modalities)" in md and "(diff)" not in md
     assert "vggsound 240 train / 80 test" in md and "vggsound: clips available: test 80/80" in md
+    assert "Toy profile: synthetic sets (avmae/toy/)" in md and "runs end to end" in md
+    assert "audiovisual beats audio-only and video-only" in md
+    assert "not comparable with the paper's" in md and "no difference column is shown" in md
     tex = (tmp_path / "out" / "table2.tex").read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"\multicolumn{2}{c}{Audio-only}" in tex and r"\cmidrule(lr){2-3}" in tex
+    assert "Joint reconstruction & 60.0 & 55.5 & 60.0 & 46.5 & 60.0 & 62.2" in tex and "& diff" not in tex
+    assert r"top-1 \%" in tex  # LaTeX special characters escaped
+
+
+def test_paper_profile_table_has_the_differences(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = table_spec(PAPER_CFG, "table2")
+    assert spec["profile"] == "paper"
+    fake_results(tmp_path, spec, table2_scores)
+    df = write_spec_table(spec, tmp_path / "out" / "table2")
+    # by hand: ours 60.0 - paper 55.5; ours 61.04 (61.0 as printed) - paper 58.2
+    assert df.loc[0, "Audio-only (diff)"] == pytest.approx(4.5)
+    assert df.loc[2, "Audiovisual (diff)"] == pytest.approx(2.8)
+    assert df.loc[1, "Video-only (diff)"] == pytest.approx(61.0 - 39.9)
+    csv = pd.read_csv(tmp_path / "out" / "table2.csv")
+    assert csv.shape == (4, 10) and csv.loc[0, "Audio-only (diff)"] == 4.5
+    md = (tmp_path / "out" / "table2.md").read_text()
+    assert "Audiovisual (diff)" in md and "Toy profile" not in md
+    tex = (tmp_path / "out" / "table2.tex").read_text()
     assert r"\multicolumn{3}{c}{Audio-only}" in tex and r"\cmidrule(lr){2-4}" in tex
     assert "Joint reconstruction & 60.0 & 55.5 & 4.5 &" in tex
-    assert r"top-1 \%" in tex  # LaTeX special characters escaped
+
+
+def test_toy_footnote_claims_unimodal_only_where_the_table_shows_it():
+    for name in TABLES:
+        notes = " ".join(table_spec(TOY, name)["notes"])
+        assert "Toy profile:" in notes and "no difference column" in notes
+        claim = "audiovisual beats audio-only and video-only" in notes
+        assert claim == (name in ("table1", "table2", "table3", "table7a", "table7b", "table7c")), name
+        assert "Toy profile" not in " ".join(table_spec(PAPER_CFG, name)["notes"])
 
 
 def test_quoted_rows_carry_paper_values_only(tmp_path, monkeypatch):
@@ -119,14 +154,21 @@ def test_quoted_rows_carry_paper_values_only(tmp_path, monkeypatch):
     df = write_spec_table(spec, tmp_path / "table7a")
     assert df["Source"].tolist() == ["paper (quoted)"] * 4 + ["ours"]
     mbt = df[df["Method"] == "MBT [52]"].iloc[0]
-    assert mbt["AV (paper)"] == 64.1 and pd.isna(mbt["AV (ours)"]) and pd.isna(mbt["AV (diff)"])
+    assert mbt["AV (paper)"] == 64.1 and pd.isna(mbt["AV (ours)"]) and "AV (diff)" not in df
     ours = df[df["Method"] == "Ours"].iloc[0]
-    assert ours["A (ours)"] == 50.0 and ours["A (diff)"] == pytest.approx(50.0 - 57.2)
+    assert ours["A (ours)"] == 50.0 and ours["A (paper)"] == 57.2
     assert pd.isna(df.loc[0, "V (paper)"])  # the paper's "-"
     md = (tmp_path / "table7a.md").read_text()
     assert "| Kazakos et al. [45]" in md and "nan" not in md.lower()
     assert re.search(r"\| MBT \[52\] +\| Sup\. Im21K +\| paper \(quoted\) +\| +-- +\| +52\.3 +\| +-- +\|", md)
     assert "PolyViT [48] & Sup. Im21K, AS & paper (quoted) & -- & 55.1 & -- &" in (tmp_path / "table7a.tex").read_text()
+    # paper profile: quoted rows have no difference, ours has one
+    spec = table_spec(PAPER_CFG, "table7a")
+    fake_results(tmp_path, spec)
+    df = write_spec_table(spec, tmp_path / "paper_table7a")
+    mbt = df[df["Method"] == "MBT [52]"].iloc[0]
+    assert pd.isna(mbt["AV (ours)"]) and pd.isna(mbt["AV (diff)"])
+    assert df[df["Method"] == "Ours"].iloc[0]["A (diff)"] == pytest.approx(50.0 - 57.2)
 
 
 def test_missing_metric_key_and_unreadable_metrics_name_the_file(tmp_path, monkeypatch):

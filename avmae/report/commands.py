@@ -27,7 +27,7 @@ def cmd_table1(a) -> None:
         metrics[(run.encoder, run.decoder, modality)] = path
     meta = json.loads(Path(a.meta).read_text())
     availability = json.loads(Path(a.availability).read_text())["footnote"]
-    df = table1(rows, metrics, meta.get("counts", {}), availability)
+    df = table1(rows, metrics, meta.get("counts", {}), availability, a.profile)
     write_table(df, a.out, "Table 1: pretraining architectures (encoder x decoder)")
     print(df.to_string(index=False))
 
@@ -86,6 +86,9 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--meta", required=True, type=Path, help="features meta.json (clip counts)")
     s.add_argument("--availability", required=True, type=Path, help="download availability.json")
     s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table1")
+    s.add_argument("--profile", choices=("toy", "paper"), default="toy",
+                   help="the config's profile: diff columns (ours - paper) in paper only; toy: a footnote "
+                        "on what the toy shows")
     s.set_defaults(func=cmd_table1)
 
     s = sub.add_parser("table", help="write one paper table (ours beside the paper's): CSV, Markdown, LaTeX")

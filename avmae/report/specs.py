@@ -3,13 +3,16 @@
 A spec is plain JSON (the workflow passes it to ``avmae table --spec`` as a rule
 parameter, so editing a table's config reruns that table alone):
 
-``{"name", "title", "label_columns", "columns", "rows", "datasets", "notes", "decimals"}``
+``{"name", "title", "label_columns", "columns", "rows", "datasets", "notes", "decimals", "profile"}``
 
 Each row has ``labels`` (label column -> text), ``quoted`` (a row the paper quotes from
 another work: paper values only) and ``cells`` (column -> ``{"paper": value}`` plus, for
 our rows, ``"metrics"``: the finetuning ``metrics.json`` and ``"key"``: the metric in it).
 ``datasets`` maps each dataset the table uses to its features ``meta.json`` and
-``availability.json`` (footnote: clip counts).
+``availability.json`` (footnote: clip counts). ``profile`` is the config's: the paper's
+numbers stand beside ours in every profile, the differences (ours - paper) only in the
+paper profile; a toy table's notes say what the toy can and cannot show
+(:func:`profile_notes`).
 
 Runs are named by :class:`avmae.config.PretrainRun`, so a run that two tables use (Table
 1's mid/shared row is Table 3's AV-MAE row) is one path, computed once.
@@ -25,6 +28,7 @@ Epochs: every epoch count below is the paper's. A run trains for
 from __future__ import annotations
 
 import json
+import re
 
 from avmae.config import PretrainRun, default_run, table1_runs
 from avmae.report import paper_numbers as P
@@ -240,6 +244,32 @@ def _table7(config, part):
              "from the paper, which quotes them from their references."])
 
 
+# What a toy table can and cannot show (its footnote); the toy sets (avmae/toy/) need both
+# modalities to tell every class apart, so audiovisual can beat unimodal there.
+TOY_NOTE = ("Toy profile: synthetic sets (avmae/toy/) and tiny transformers trained for a fraction of the "
+            "paper's epochs. What it can show: that the pipeline runs end to end{unimodal}. What it cannot: "
+            "its numbers are not comparable with the paper's (ViT-B/L on the real datasets), so no "
+            "difference column is shown.")
+TOY_UNIMODAL = (", and that audiovisual beats audio-only and video-only on data built so that only both "
+                "modalities together tell every class apart")
+
+
+def shows_modalities(rows: list[dict]) -> bool:
+    """Whether our cells include audio-only, video-only and audiovisual finetuning (by their
+    metrics.json, :func:`finetune_metrics`)."""
+    found = {m.group(1) for row in rows for c in row["cells"].values() if "metrics" in c
+             for m in [re.search(r"_(audio|video|av)/metrics\.json$", c["metrics"])] if m}
+    return {"audio", "video", "av"} <= found
+
+
+def profile_notes(profile: str, unimodal: bool) -> list[str]:
+    """The footnote lines a profile adds: what the toy can and cannot show (``unimodal``: the
+    table has audio-only and video-only columns beside audiovisual); none at paper scale."""
+    if profile == "paper":
+        return []
+    return [TOY_NOTE.format(unimodal=TOY_UNIMODAL if unimodal else "")]
+
+
 BUILDERS = {"table1": _table1, "table2": _table2, "table3": _table3, "table4": _table4, "table5": _table5,
             "table6": _table6, "table7a": lambda c: _table7(c, "a"), "table7b": lambda c: _table7(c, "b"),
             "table7c": lambda c: _table7(c, "c")}
@@ -255,8 +285,10 @@ def table_spec(config: dict, name: str) -> dict:
         notes.append(f"Epochs are the paper's; this profile trains round(paper epochs x {scale}) epochs.")
     for ds in datasets:
         metric_of(config, ds)  # every dataset must be defined
+    profile = config["profile"]
+    notes += profile_notes(profile, shows_modalities(rows))
     return {"name": name, "title": TITLES[name], "label_columns": label_columns, "columns": columns,
-            "rows": rows, "notes": notes, "decimals": config["tables"].get("decimals", 1),
+            "rows": rows, "notes": notes, "decimals": config["tables"].get("decimals", 1), "profile": profile,
             "datasets": {ds: {"meta": f"results/features/{ds}/meta.json",
                               "availability": f"results/data/{ds}/availability.json"} for ds in datasets}}
 

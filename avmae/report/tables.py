@@ -2,11 +2,12 @@
 
 One path serves every table: a spec (``avmae.report.specs``) lists the rows, and for
 each cell the ``metrics.json`` and key of our number and the paper's number.
-:func:`build_table` reads them into a frame with, per column, ``ours``, ``paper`` and
-``diff`` (ours - paper); rows the paper quotes from other works carry paper values
-only. :func:`write_table` writes it as CSV, Markdown and LaTeX (booktabs), with a
-footnote on the clips used (features ``meta.json`` counts and the download
-availability report) and the paper's setting.
+:func:`build_table` reads them into a frame with, per column, ``ours`` and ``paper``,
+and in the paper profile (the spec's ``profile``) ``diff`` (ours - paper): a toy
+table's numbers are not comparable with the paper's, and its footnote says so. Rows
+the paper quotes from other works carry paper values only. :func:`write_table` writes
+it as CSV, Markdown and LaTeX (booktabs), with a footnote on the clips used (features
+``meta.json`` counts and the download availability report) and the paper's setting.
 """
 
 from __future__ import annotations
@@ -25,9 +26,15 @@ from avmae.report.specs import (
     METRIC_NAMES,
     MODALITIES,
     finetune_metrics,
+    profile_notes,
 )
 
 PARTS = ("ours", "paper", "diff")
+
+
+def parts_of(profile: str | None) -> tuple[str, ...]:
+    """The parts of each paper column: ours and paper, and diff (ours - paper) in the paper profile."""
+    return PARTS if profile == "paper" else PARTS[:2]
 
 
 def _read_json(path: str | Path, what: str) -> dict:
@@ -80,6 +87,7 @@ def footnote(spec: dict, sources: list[tuple[str, dict, str]]) -> str:
 def build_table(spec: dict, sources: list[tuple[str, dict, str]] | None = None) -> pd.DataFrame:
     """The table of ``spec``; ``sources`` defaults to reading the spec's datasets' files."""
     d = spec.get("decimals", 1)
+    diff = "diff" in parts_of(spec.get("profile"))
     quoted = any(row.get("quoted") for row in spec["rows"])
     records = []
     for row in spec["rows"]:
@@ -92,12 +100,14 @@ def build_table(spec: dict, sources: list[tuple[str, dict, str]] | None = None) 
             paper = cell.get("paper")
             rec[f"{col} (ours)"] = None if ours is None else round(ours, d)
             rec[f"{col} (paper)"] = paper
-            rec[f"{col} (diff)"] = None if ours is None or paper is None else round(ours - paper, d)
+            if diff:
+                rec[f"{col} (diff)"] = None if ours is None or paper is None else round(ours - paper, d)
         records.append(rec)
     df = pd.DataFrame.from_records(records)
     df.attrs["title"] = spec["title"]
     df.attrs["label_columns"] = list(spec["label_columns"]) + (["Source"] if quoted else [])
     df.attrs["columns"] = list(spec["columns"])
+    df.attrs["parts"] = list(parts_of(spec.get("profile")))
     df.attrs["footnote"] = footnote(spec, dataset_sources(spec) if sources is None else sources)
     return df
 
@@ -120,21 +130,22 @@ def latex_escape(text: str) -> str:
 
 
 def to_latex(df: pd.DataFrame, decimals: int = 1) -> str:
-    """A booktabs table: label columns, then per paper column a group of ours / paper / diff."""
+    """A booktabs table: label columns, then per paper column a group of ours / paper (/ diff)."""
     labels, columns = df.attrs["label_columns"], df.attrs["columns"]
-    n = len(labels) + len(PARTS) * len(columns)
+    parts = df.attrs.get("parts") or [p for p in PARTS if f"{columns[0]} ({p})" in df.columns]
+    n = len(labels) + len(parts) * len(columns)
     lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(df.attrs['title'])}}}",
              r"\begin{tabular}{" + "l" * len(labels) + "r" * (n - len(labels)) + "}", r"\toprule"]
-    head = [""] * len(labels) + [f"\\multicolumn{{{len(PARTS)}}}{{c}}{{{latex_escape(c)}}}" for c in columns]
+    head = [""] * len(labels) + [f"\\multicolumn{{{len(parts)}}}{{c}}{{{latex_escape(c)}}}" for c in columns]
     lines.append(" & ".join(head) + r" \\")
-    rules = [f"\\cmidrule(lr){{{len(labels) + 1 + i * len(PARTS)}-{len(labels) + (i + 1) * len(PARTS)}}}"
+    rules = [f"\\cmidrule(lr){{{len(labels) + 1 + i * len(parts)}-{len(labels) + (i + 1) * len(parts)}}}"
              for i in range(len(columns))]
     lines.append(" ".join(rules))
-    lines.append(" & ".join([latex_escape(c) for c in labels] + list(PARTS) * len(columns)) + r" \\")
+    lines.append(" & ".join([latex_escape(c) for c in labels] + list(parts) * len(columns)) + r" \\")
     lines.append(r"\midrule")
     for _, row in df.iterrows():
         cells = [latex_escape(row[c]) for c in labels]
-        cells += [_fmt(row[f"{c} ({p})"], decimals) for c in columns for p in PARTS]
+        cells += [_fmt(row[f"{c} ({p})"], decimals) for c in columns for p in parts]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}",
               f"\\par\\smallskip{{\\footnotesize {latex_escape(df.attrs.get('footnote', ''))}}}",
@@ -164,9 +175,10 @@ def write_spec_table(spec: dict, out_prefix: str | Path) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- Table 1
 def table1(rows: list[tuple[str, str]], metrics: dict[tuple[str, str, str], str | Path],
-           clips: dict[str, int], availability: str = "") -> pd.DataFrame:
+           clips: dict[str, int], availability: str = "", profile: str = "toy") -> pd.DataFrame:
     """Table 1 through :func:`build_table`; ``metrics`` maps (encoder, decoder, modality) to a
-    metrics.json, ``clips`` are the features' counts, ``availability`` the footnote line."""
+    metrics.json, ``clips`` are the features' counts, ``availability`` the footnote line,
+    ``profile`` the config's (toy: no diff columns, a footnote on what the toy shows)."""
     spec_rows = []
     for enc, dec in rows:
         paper = TABLE1.get((enc, dec))
@@ -176,7 +188,8 @@ def table1(rows: list[tuple[str, str]], metrics: dict[tuple[str, str, str], str 
                                     for i, (mod, label) in enumerate(MODALITIES)}})
     spec = {"name": "table1", "title": "Table 1: pretraining architectures (encoder x decoder)",
             "label_columns": ["Encoder", "Decoder"], "columns": [m[1] for m in MODALITIES],
-            "rows": spec_rows, "notes": ["Paper: ViT-B, 400 epochs of pretraining on VGGSound."], "datasets": {}}
+            "rows": spec_rows, "datasets": {}, "profile": profile,
+            "notes": ["Paper: ViT-B, 400 epochs of pretraining on VGGSound.", *profile_notes(profile, unimodal=True)]}
     return build_table(spec, [("vggsound", clips, availability)])
 
 

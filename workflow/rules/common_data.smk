@@ -2,6 +2,7 @@
 # the data commands (common.smk has the dataset lookups, common_results.smk the results side).
 import re
 import shlex
+import sys
 
 # download options passed through from config["download"] when set (else the CLI's polite defaults)
 PACING = ("retries", "backoff", "max_backoff", "block_after", "sleep", "rate", "cookies", "proxy")
@@ -78,3 +79,94 @@ def fetchable_lists():
 
 
 FETCHABLE = fetchable_lists()
+
+
+# Inputs that only the user can supply: list entries (lists, class lists, checksums) of
+# downloaded datasets that name no `url` (VGGSound's list has no stable download URL) and
+# are not on disk. Rule missing_input (lists.smk) stands in for each one so that the DAG
+# builds; its priority function stops the run once the DAG is complete (dry runs too),
+# before any job starts, with one line per missing input that the requested targets need.
+
+# What each list is and where its official file comes from, by list format (`format`).
+LIST_KINDS = {"vggsound": "VGGSound clip list", "audioset": "AudioSet segment CSV",
+              "epic": "EPIC-KITCHENS-100 annotations", "clips": "clip list (id,start,label,split)"}
+CLASS_KINDS = {"audioset": "AudioSet class index (class_labels_indices.csv)",
+               "epic": "EPIC-KITCHENS-100 {kind} classes"}
+LIST_SOURCES = {
+    "vggsound": "the VGGSound authors' page https://www.robots.ox.ac.uk/~vgg/data/vggsound/ (vggsound.csv)",
+    "audioset": "https://research.google.com/audioset/download.html (segment CSVs, class_labels_indices.csv)",
+    "epic": "https://github.com/epic-kitchens/epic-kitchens-100-annotations",
+    "clips": "your own data (no public source)",
+}
+CHECKSUMS = ("EPIC-KITCHENS video checksums (md5.csv)",
+             "https://github.com/epic-kitchens/epic-kitchens-download-scripts (data/md5.csv)")
+
+
+def external_entries(name):
+    """(path, what, config key, where to get it) of each list entry of dataset ``name`` that
+    the workflow does not make; toy sets and entries with a `url` (fetched) have none."""
+    if is_toy(name):
+        return []
+    ds, fmt = dataset_config(name), dataset_format(name)
+    kind, source = LIST_KINDS.get(fmt, f"{fmt} list"), LIST_SOURCES.get(fmt, "your own data")
+    found = []
+    if "list" in ds:
+        found.append((ds["list"], kind, f"datasets.{name}.list", source))
+    for split, entries in (ds.get("lists") or {}).items():
+        many = isinstance(entries, list)
+        for i, entry in enumerate(entries if many else [entries]):
+            found.append((entry, f"{kind} ({split} split)",
+                          f"datasets.{name}.lists.{split}" + (f"[{i}]" if many else ""), source))
+    for k, entry in class_entries(name):
+        found.append((entry, CLASS_KINDS.get(fmt, f"{fmt} classes").format(kind=k),
+                      f"datasets.{name}.classes" + (f".{k}" if k else ""), source))
+    checksums = (ds.get("videos") or {}).get("checksums")
+    if checksums is not None:
+        found.append((checksums, *CHECKSUMS[:1], f"datasets.{name}.videos.checksums", CHECKSUMS[1]))
+    return [(_local(e), what, key + (".path" if isinstance(e, dict) else ""), where)
+            for e, what, key, where in found if not (isinstance(e, dict) and "url" in e)]
+
+
+def missing_inputs():
+    """{path: (what, key, where)} of the external inputs not on disk (every dataset, in config order)."""
+    missing = {}
+    for name in config["datasets"]:
+        for path, what, key, where in external_entries(name):
+            if path not in FETCHABLE and not path.startswith("results/") and not os.path.exists(path):
+                missing.setdefault(path, (what, key, where))
+    return missing
+
+
+MISSING = missing_inputs()
+NEEDED = set()  # the MISSING paths the DAG asked for (rule missing_input's jobs)
+
+
+def missing_line(path):
+    what, key, where = MISSING[path]
+    return f"  {path}: {what}; config key {key}; from {where}"
+
+
+def need_missing(wildcards):
+    """Input function of missing_input (lists.smk), called for each of its jobs: the DAG needs the file."""
+    NEEDED.add(wildcards.missingpath)
+    return []
+
+
+def stop_on_missing(wildcards):
+    """Priority function of missing_input (evaluated once the DAG is complete, before
+    any job starts): stops the run, naming every missing input the DAG needs."""
+    # printed and raised as SystemExit: Snakemake would wrap any Exception of a priority
+    # function in a traceback (InputFunctionException)
+    paths = sorted(NEEDED | {wildcards.missingpath}, key=list(MISSING).index)
+    print(missing_message(paths), file=sys.stderr)
+    raise SystemExit(1)
+
+
+def missing_message(paths):
+    """One line per path of MISSING: what it is, its config key, where to get it."""
+    return "\n".join([
+        f"Stopped before any job: {len(paths)} input file(s) must come from you "
+        "(the workflow cannot make or download them):",
+        *(missing_line(p) for p in paths),
+        "Put each file at its path, or set its config key to where your copy is (in a config file "
+        "given after the profile's: --configfile config/paper.yaml my.yaml), then rerun."])

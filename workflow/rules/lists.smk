@@ -25,3 +25,21 @@ if FETCHABLE:
             "results/lists/log/{listpath}.log",
         shell:
             "avmae fetch-list --url {params.url:q} --out {output:q} {params.sha256} > {log} 2>&1"
+
+
+# Inputs only the user can supply (MISSING, common_data.smk: list entries without a url,
+# not on disk). This rule stands in for each one the DAG needs so that the DAG completes;
+# its priority function, which Snakemake evaluates for every job once the DAG is built,
+# then stops the run before any job starts (dry runs too), naming each such file, its
+# config key and where to get it. It has no command: it never runs.
+if MISSING:
+
+    rule missing_input:
+        input:
+            need_missing,
+        output:
+            "{missingpath}",
+        wildcard_constraints:
+            missingpath="|".join(re.escape(path) for path in MISSING),
+        priority: stop_on_missing
+        localrule: True
