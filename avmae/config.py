@@ -17,6 +17,7 @@ import copy
 import re
 from dataclasses import dataclass
 
+from avmae.data.audio import AudioInput
 from avmae.models.objectives import OBJECTIVES
 
 MODALITY_NAMES = {"av": ("audio", "video"), "audio": ("audio",), "video": ("video",)}
@@ -87,11 +88,14 @@ def model_settings(config: dict, run: PretrainRun) -> dict:
 
 
 def pretrain_settings(config: dict, run: PretrainRun) -> dict:
-    """``pretrain``, with ``pretrain.by_dataset[run.dataset]`` merged over it (e.g. AudioSet's lr)."""
+    """``pretrain``, with ``pretrain.by_dataset[run.dataset]`` merged over it (e.g. AudioSet's lr
+    and 10 s audio); its merged ``input`` is checked (:class:`avmae.data.audio.AudioInput`),
+    so a bad audio mode stops the workflow when it plans, naming the key."""
     stage = copy.deepcopy(config["pretrain"])
     stage = deep_merge(stage, stage.pop("by_dataset", {}).get(run.dataset, {}))
     stage["epochs"] = run.epochs
     del stage["dataset"]
+    AudioInput.from_config(stage["input"], f"pretrain.input (with by_dataset.{run.dataset})")
     return {"seed": config["seed"], "model": model_settings(config, run), "pretrain": stage}
 
 
@@ -105,6 +109,7 @@ def finetune_settings(config: dict, run: PretrainRun, target: str) -> dict:
         raise KeyError(f"finetune.mbt.fusion_layer has no entry for model size {run.size!r} "
                        f"(target dataset {target!r})")
     stage["mbt"]["fusion_layer"] = fusion[run.size]
+    AudioInput.from_config(stage["input"], f"finetune.input (with by_dataset.{target})")
     return {"seed": config["seed"], "model": model_settings(config, run), "finetune": stage}
 
 

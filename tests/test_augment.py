@@ -38,15 +38,16 @@ def test_both_profiles_parse(profile):
     assert aug.color == Color(prob=0.8, brightness=pytest.approx(32 / 255, abs=1e-4), contrast=0.4, saturation=0.4,
                               hue=0.2, grayscale_prob=0.1)
     assert aug.mixup_alpha == (0.5 if profile == "paper.yaml" else 0.0)  # the toy turns mixup off
+    assert aug.spec_augment.time_masks == 0 and not aug.circular_time_shift   # official: no time masks
     if profile == "paper.yaml":  # official VGGSound finetune config
-        assert aug.spec_augment == SpecAugment(freq_masks=1, freq_width=48, time_masks=4, time_width=48)
+        assert aug.spec_augment == SpecAugment(freq_masks=1, freq_width=48, time_masks=0, time_width=48)
         assert aug.eval_short_side == 256
 
 
 def test_pretraining_default_is_crop_and_flip_only():
     aug = Augment.from_config(None)
     assert aug == Augment() and aug.flip and aug.scale_jitter is None and aug.color is None
-    assert aug.spec_augment is None and aug.mixup_alpha == 0
+    assert aug.spec_augment is None and aug.mixup_alpha == 0 and not aug.circular_time_shift
 
 
 @pytest.mark.parametrize("cfg, message", [
@@ -56,6 +57,7 @@ def test_pretraining_default_is_crop_and_flip_only():
     ({"color": {"prob": 1.5}}, r"finetune.augment.color.prob: must be in \[0, 1\]"),
     ({"spec_augment": {"time_masks": -1}}, r"finetune.augment.spec_augment.time_masks: must be >= 0"),
     ({"mixup_alpha": -0.1}, r"finetune.augment.mixup_alpha: must be >= 0"),
+    ({"circular_time_shift": "on"}, r"finetune.augment.circular_time_shift: expected true or false"),
 ])
 def test_bad_config_values_name_their_key(cfg, message):
     with pytest.raises(ValueError, match=message):

@@ -128,4 +128,5 @@ def test_paper_profile_validates_on_top_of_the_default(config):
     run = PretrainRun("vggsound", "base", "mid", "shared", "joint", 400)
     s = pretrain_settings(paper, run)
     assert s["model"]["video_patch"] == [2, 16, 16] and s["pretrain"]["batch_size"] == 512
-    assert s["pretrain"]["input"] == {"video_frames": 16, "video_stride": 4, "crop": 224, "audio_frames": 800}
+    assert s["pretrain"]["input"] == {"video_frames": 16, "video_stride": 4, "crop": 224, "audio_frames": 800,
+                                      "audio_window": "official", "audio_norm": "raw"}

@@ -98,7 +98,7 @@ def test_init_from_every_encoder_strategy(encoder):
     mae_cfg = cfg(encoder, "early" if encoder == "separate" else "separate")
     state = AVMAE(mae_cfg).state_dict()
     mbt = MBT(mae_cfg, 5, ["audio", "video"], fusion_layer=2)
-    left = init_mbt_from_avmae(mbt, state, mae_cfg)
+    left = init_mbt_from_avmae(mbt, state, mae_cfg, transfer="full")
     assert all(k.startswith(("head.", "bottleneck")) for k in left) and "bottleneck" in left
     got = mbt.state_dict()
     for m in ("audio", "video"):
@@ -115,6 +115,29 @@ def test_init_from_every_encoder_strategy(encoder):
     with torch.no_grad():
         a.add_(1.0)
     assert not torch.equal(a, v)
+
+
+@pytest.mark.parametrize("encoder", ["separate", "mid", "early"])
+def test_official_transfer_leaves_out_the_audio_embedding_and_separate_encoders_norm(encoder):
+    """av_mae/mbt.py renames the audio patch embedding to a key MBT lacks, and drops the
+    per-stream norms of separate encoders; mid-fusion's joint norm becomes the final norm."""
+    mae_cfg = cfg(encoder, "early" if encoder == "separate" else "separate")
+    state = {k: v + 1.0 for k, v in AVMAE(mae_cfg).state_dict().items()}   # nothing equals an init
+    mbt = MBT(mae_cfg, 5, ["audio", "video"], fusion_layer=2)
+    fresh = {k: v.clone() for k, v in mbt.state_dict().items()}
+    left = set(init_mbt_from_avmae(mbt, state, mae_cfg, transfer="official"))
+    got = mbt.state_dict()
+    assert {"tokenizers.audio.proj.weight", "tokenizers.audio.proj.bias"} <= left
+    assert torch.equal(got["tokenizers.audio.proj.weight"], fresh["tokenizers.audio.proj.weight"])
+    assert torch.equal(got["tokenizers.video.proj.weight"], state["tokenizers.video.proj.weight"])
+    norm_left = {"norm.audio.weight", "norm.video.weight"} <= left
+    assert norm_left == (encoder == "separate")
+    if encoder == "separate":
+        assert (got["norm.video.weight"] == 1).all()   # identity, as the official MBT's
+    else:
+        assert torch.equal(got["norm.audio.weight"], state["encoder.joint_norm.weight"])
+    with pytest.raises(ValueError, match="transfer must be one of"):
+        init_mbt_from_avmae(mbt, state, mae_cfg, transfer="paper")
 
 
 @pytest.mark.parametrize("modality", ["audio", "video"])

@@ -19,10 +19,20 @@ finetune.py``, which use DMVR's video processors and lingvo's SpecAugment):
   after every step, its saturation blends with grey (TF scales HSV saturation), and its
   contrast pivots on the mean grey level instead of each channel's mean.
 * **SpecAugment**: ``torchaudio.transforms.FrequencyMasking`` / ``TimeMasking``, counts
-  and widths from the config (VGGSound 1 x 48 bins and 4 x 48 frames, AudioSet
-  2 x 36 bins and 4 x 48 frames). Masks are filled with 0 after normalisation, i.e.
-  with the dataset mean. The official configs' time warp (``time_warp_max_ratio: 0``)
-  is off, so we have none.
+  and widths from the config. The official pipeline applies frequency masks only:
+  VGGSound 1 mask of up to 48 bins, AudioSet 2 of up to 36 (each ``int(U[0, 1) x max)``
+  wide, as torchaudio draws them). Its configs also list 4 time masks of up to 48
+  frames, but set ``time_mask_max_ratio = 0``, and lingvo's ``SpectrumAugmenter`` then
+  returns before any time masking; ``time_masks: 4`` (``time_width: 48``) is that
+  listed variant, the one ``hyperparameters.md`` gives. Masks are filled with 0 after
+  the stage's normalisation (``input.audio_norm``, :mod:`avmae.data.audio`): raw
+  log-mel 0, the fixed constant's mean, or the dataset mean. The official time warp
+  (``time_warp_max_ratio = 0``) is off, so we have none.
+* **circular time shift** (``circular_time_shift``, official AudioSet finetuning; train
+  only, audio only): the audio window is rolled along time by a shift drawn uniformly
+  from 0 .. frames - 1 (:func:`circular_time_shift`), then SpecAugment (the official
+  pipeline rolls before normalising, which is the same). The video is not shifted, so
+  the two no longer line up.
 * **mixup** (:func:`mixup`, applied on a batch by the training step): one lambda per
   modality (the official ``mixmod``).
 
@@ -75,6 +85,7 @@ class Augment:
     spec_augment: SpecAugment | None = None
     mixup_alpha: float = 0.0
     eval_short_side: int | None = None   # None: centre crop of the stored frames
+    circular_time_shift: bool = False    # roll the training audio window by U{0..frames-1}
 
     @classmethod
     def from_config(cls, cfg: dict | None, where: str = "finetune.augment") -> "Augment":
@@ -111,6 +122,8 @@ class Augment:
             for f in fields(SpecAugment):
                 if int(getattr(aug.spec_augment, f.name)) < 0:
                     raise ValueError(f"{where}.spec_augment.{f.name}: must be >= 0")
+        if not isinstance(aug.circular_time_shift, bool):
+            raise ValueError(f"{where}.circular_time_shift: expected true or false, got {aug.circular_time_shift!r}")
         if aug.mixup_alpha < 0:
             raise ValueError(f"{where}.mixup_alpha: must be >= 0, got {aug.mixup_alpha}")
         if aug.eval_short_side is not None and aug.eval_short_side < 1:
@@ -253,8 +266,17 @@ def to_model_range(video01: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------- audio
+def circular_time_shift(audio: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Log-mel [1, frames, mels] rolled along time by a shift drawn uniformly from
+    0 .. frames - 1: frame ``i`` moves to ``(i + shift) % frames`` (``tf.roll`` of the
+    official ``_decode_spectrogram``)."""
+    shift = int(rng.integers(0, audio.shape[1]))
+    return torch.roll(audio, shifts=shift, dims=1)
+
+
 def spec_augment(audio: torch.Tensor, cfg: SpecAugment, rng: np.random.Generator) -> torch.Tensor:
-    """SpecAugment of a normalised log-mel [1, frames, mels]; masked values become 0."""
+    """SpecAugment of a normalised (or raw) log-mel [1, frames, mels]; masked values become 0.
+    ``time_masks: 0`` (the official recipe) zeroes no frame."""
     if not (cfg.freq_masks or cfg.time_masks):
         return audio
     spec = audio.transpose(1, 2)  # torchaudio masks (..., freq, time)

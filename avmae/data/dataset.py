@@ -14,9 +14,15 @@ Each item is one temporal window of one clip:
   ``video_decode="device"`` the item carries the window's JPEG bytes and its box
   instead, for the training process to decode on its device (batch with
   :func:`avmae.data.frames.collate`);
-* audio: ``audio_frames`` log-mel frames (100 per second) centred on the centre of
-  the video window, clamped to the clip, normalised with the training-split
-  mean/std (then SpecAugment when training, if asked), shape [1, audio_frames, n_mels].
+* audio: ``audio_frames`` log-mel frames (100 per second), shape
+  [1, audio_frames, n_mels], placed and normalised as the stage's ``input`` says
+  (:class:`~avmae.data.audio.AudioInput`): ``audio_window`` ``official`` starts the
+  window at the video window's fraction of the clip and wraps (training), and spaces
+  evaluation windows over the audio on their own; ``centred`` centres it on the video
+  window, clamped to the clip. ``audio_norm``: ``raw``, ``fixed`` (config constants) or
+  ``dataset`` (the training split's mean/std from ``meta.json``). When training, the
+  :class:`~avmae.data.augment.Augment` may then roll it (``circular_time_shift``) and
+  mask it (SpecAugment).
 
 Training items are addressed by ``(epoch, clip)`` keys (see
 ``avmae.train.loop.EpochSampler``) and draw their window, crop, flip and other
@@ -52,7 +58,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from avmae.data.augment import Augment, draw_color, eval_box, spec_augment, train_box
+from avmae.data.audio import AudioInput, centred_start, normalise, official_train_frames, spaced_start
+from avmae.data.augment import Augment, circular_time_shift, draw_color, eval_box, spec_augment, train_box
 from avmae.data.frames import VIDEO_DECODE, collate, jpeg_size, render
 from avmae.features.extract import ACTION_COLUMNS, VIDEO_FILES
 from avmae.features.labels import LabelSpace
@@ -66,12 +73,16 @@ class AVClipDataset(Dataset):
     """Windows of extracted clips. ``augment``: an :class:`Augment` or its config mapping
     (``finetune.augment``); None gives the pretraining recipe (random crop + flip).
     ``modalities``: what items carry (an audio-only model's loader reads and decodes no
-    frames); an item draws the same window and augmentations whichever it carries."""
+    frames); an item draws the same window and augmentations whichever it carries.
+    ``audio``: an :class:`~avmae.data.audio.AudioInput` or the stage's ``input`` mapping
+    (its ``audio_window``, ``audio_norm``, ``audio_mean``, ``audio_std``); None gives
+    ``centred`` windows normalised with the dataset statistics."""
 
     def __init__(self, features_dir: str | Path, split: str, video_frames: int, video_stride: int,
                  crop: int, audio_frames: int, train: bool, num_clips: int = 1, seed: int = 0,
                  num_crops: int = 1, augment: Augment | dict | None = None,
-                 video_decode: str = "loader", modalities=MODALITIES):
+                 video_decode: str = "loader", modalities=MODALITIES,
+                 audio: AudioInput | dict | None = None):
         self.dir = Path(features_dir)
         self.meta = json.loads((self.dir / "meta.json").read_text())
         split_dir = self.dir / split
@@ -83,6 +94,7 @@ class AVClipDataset(Dataset):
         self.audio_frames, self.train, self.num_clips, self.seed = audio_frames, train, num_clips, seed
         self.num_crops = num_crops
         self.augment = augment if isinstance(augment, Augment) else Augment.from_config(augment)
+        self.audio = audio if isinstance(audio, AudioInput) else AudioInput.from_config(audio)
         self.fps = self.meta["fps"]
         self.video_format = self.meta.get("video_format", "array")
         if self.video_format not in VIDEO_FILES:
@@ -101,7 +113,7 @@ class AVClipDataset(Dataset):
         if self.starts[-1] != len(self.index):
             raise ValueError(f"{split_dir / 'index.csv'}: {len(self.index)} rows, but meta.json's "
                              f"parts hold {self.starts[-1]}")
-        if "audio" in self.modalities:
+        if "audio" in self.modalities and self.audio.norm == "dataset":
             mean, std = self.meta.get("audio_mean"), self.meta.get("audio_std")
             if not (isinstance(mean, (int, float)) and isinstance(std, (int, float)) and std > 0):
                 raise ValueError(f"{self.dir / 'meta.json'}: audio_mean {mean!r}, audio_std {std!r}: no "
@@ -252,17 +264,34 @@ class AVClipDataset(Dataset):
                             range(start, start + self.video_frames * self.video_stride,
                                   self.video_stride), rng, position)
 
-        audio = self._audio(row, audio_all, start, rng) if "audio" in self.modalities else {}
+        audio = self._audio(row, audio_all, clip, start, view, rng) if "audio" in self.modalities else {}
         return {**audio, **video, **self.target(clip), "index": clip}
 
-    def _audio(self, row: int, audio_all: np.ndarray, start: int, rng: np.random.Generator | None) -> dict:
-        """``audio`` [1, audio_frames, n_mels]: the log-mel window centred on the video
-        window starting at frame ``start``, normalised (then SpecAugment when training)."""
-        centre = (start + self.video_frames * self.video_stride / 2) / self.fps * AUDIO_FPS
-        a0 = int(round(centre - self.audio_frames / 2))
-        a0 = min(max(a0, 0), self.meta["audio_frames"] - self.audio_frames)
-        audio = torch.from_numpy(audio_all[row, a0:a0 + self.audio_frames].astype(np.float32))
-        audio = ((audio - self.meta["audio_mean"]) / self.meta["audio_std"]).unsqueeze(0)
+    def _audio_frames(self, clip: int, start: int, view: int, train: bool) -> np.ndarray | slice:
+        """The stored audio frames of the item's window (``audio.window``, see
+        :mod:`avmae.data.audio`): a slice, or the wrapped frames' indices."""
+        total, frames = self.meta["audio_frames"], self.audio_frames
+        if self.audio.window == "centred":
+            a0 = centred_start(start, self.video_frames * self.video_stride, self.fps, AUDIO_FPS, total, frames)
+        elif train:
+            idx = official_train_frames(start, self.meta["video_frames"], total, frames)
+            if idx[-1] == idx[0] + frames - 1:   # no wrap: read one slice
+                return slice(int(idx[0]), int(idx[0]) + frames)
+            return idx
+        else:
+            a0 = spaced_start(self.actions[clip], self.meta["video_frames"], total, frames, view, self.num_clips)
+        return slice(a0, a0 + frames)
+
+    def _audio(self, row: int, audio_all: np.ndarray, clip: int, start: int, view: int,
+               rng: np.random.Generator | None) -> dict:
+        """``audio`` [1, audio_frames, n_mels]: the log-mel window of the video window
+        starting at frame ``start`` (evaluation: of view ``view``), normalised, then, when
+        training, rolled (``circular_time_shift``) and masked (SpecAugment) if asked."""
+        frames = self._audio_frames(clip, start, view, rng is not None)
+        audio = torch.from_numpy(np.array(audio_all[row][frames], dtype=np.float32))  # a copy
+        audio = normalise(audio, self.audio.stats(self.meta)).unsqueeze(0)
+        if rng is not None and self.augment.circular_time_shift:
+            audio = circular_time_shift(audio, rng)
         if rng is not None and self.augment.spec_augment is not None:
             audio = spec_augment(audio, self.augment.spec_augment, rng)
         return {"audio": audio}

@@ -114,10 +114,15 @@ def log_mel(wave: torch.Tensor, sample_rate: int = 16000, n_mels: int = 128,
             frame_shift_ms: float = 10.0, frame_length_ms: float = 25.0) -> torch.Tensor:
     """Kaldi log-mel filterbank of a mono waveform in [-1, 1]: Tensor[frames, n_mels].
 
-    AST convention: the waveform keeps its [-1, 1] scale (not the int16 scale of Kaldi;
-    scaling by 32768 would only add a constant 2*ln(32768) to every value, which the
-    dataset normalisation removes) and has its mean subtracted; no dither, no energy,
-    Hamming window. 8 s at 16 kHz gives 798 frames (``snip_edges``).
+    AST convention: the waveform keeps its [-1, 1] scale (not the int16 scale of Kaldi)
+    and has its mean subtracted; no dither, no energy, Hamming window. 8 s at 16 kHz
+    gives 798 frames (``snip_edges``). Scaling by 32768 would add a constant
+    2*ln(32768) to every value: ``audio_norm: dataset`` removes it, ``raw`` (the
+    official pretraining's input and target) keeps it. The official front end's log
+    offset is not published: its raw AudioSet log-mel has mean 1.102 and std 2.762,
+    AST's (this convention) -4.27 and 4.57. The stored log-mel is raw; the dataset
+    normalises a window when it loads it (:mod:`avmae.data.audio`), so one extraction
+    serves every mode.
     """
     wave = wave.reshape(1, -1).to(torch.float32)
     return torchaudio.compliance.kaldi.fbank(

@@ -180,11 +180,13 @@ class AVMAE(nn.Module):
         return out
 
     def forward(self, inputs: dict[str, torch.Tensor], generator: torch.Generator | None = None,
-                seeds: list[int] | None = None):
-        """Masks are drawn from ``generator`` (default: the global RNG), or per sample from
-        ``seeds`` (one per clip, see ``masking.sample_seeds``)."""
+                seeds: list[int] | None = None, noise: dict[str, torch.Tensor] | None = None):
+        """Masks are drawn from ``generator`` (default: the global RNG), per sample from
+        ``seeds`` (one per clip, see ``masking.sample_seeds``), or given as ``noise``
+        ([B, n] per modality; the lowest ``n - int(ratio n)`` stay visible, as in the
+        official ``random_masking``), which lets another implementation's masks be replayed."""
         tokens = embed(self.tokenizers, {m: inputs[m] for m in self.cfg.modalities})
-        noise = {}
+        noise = dict(noise or {})
         if seeds is not None:
             noise = sample_noise(seeds, {m: t.shape[1] for m, t in tokens.items()}, next(iter(tokens.values())).device)
         keep, mask, visible = {}, {}, {}

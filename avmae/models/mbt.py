@@ -101,24 +101,41 @@ def encoder_sources(cfg: ModelConfig, stream: str) -> tuple[list[str], str]:
     return layers, norm
 
 
-def init_mbt_from_avmae(mbt: MBT, avmae_state_dict: dict[str, torch.Tensor], model_cfg: ModelConfig) -> list[str]:
+TRANSFERS = ("official", "full")
+
+
+def init_mbt_from_avmae(mbt: MBT, avmae_state_dict: dict[str, torch.Tensor], model_cfg: ModelConfig,
+                        transfer: str = "official") -> list[str]:
     """Copy a pretrained AV-MAE (any encoder strategy, or a unimodal MAE) into ``mbt``.
 
     Each stream gets its own copy of its source layers (so streams initialised from the
-    same weights are untied), its source final norm, and its modality's tokenizer when
-    the MAE has one. ``model_cfg`` is the pretrained model's config. Returns the MBT
-    keys left at their initial values (heads, bottleneck tokens, and the tokenizer of a
-    modality the MAE lacks).
+    same weights are untied) and its modality's tokenizer when the MAE has one, and its
+    final norm from the encoder's. ``transfer`` says which:
+
+    - ``official`` (Scenic ``av_mae/mbt.py``, ``initialise_from_train_state``, which made
+      the released models): the audio patch embedding is *not* transferred (the official
+      code renames it to a key MBT lacks), and from ``separate`` encoders the final norm
+      stays at its initial identity (the official code drops the per-stream norms). Where
+      the official code crashes (audio finetuning from ``early`` or ``shared`` encoders,
+      audio-only MAEs) it is read with the same two rules.
+    - ``full`` (the paper's wording, "initialised from the pretrained encoder"): everything.
+
+    ``model_cfg`` is the pretrained model's config. Returns the MBT keys left at their
+    initial values (head, bottleneck tokens, and what ``transfer`` leaves out).
     """
+    if transfer not in TRANSFERS:
+        raise ValueError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
     if mbt.depth != model_cfg.encoder.depth:
         raise ValueError(f"MBT depth {mbt.depth} differs from the checkpoint's encoder depth "
                          f"{model_cfg.encoder.depth}")
+    official = transfer == "official"
     mapping = {}  # MBT prefix -> checkpoint prefix
     for m in mbt.modalities:
         layers, norm = encoder_sources(model_cfg, m)
         mapping.update({f"streams.{m}.blocks.{i}.": src for i, src in enumerate(layers)})
-        mapping[f"norm.{m}."] = norm
-        if m in model_cfg.modalities:
+        if not (official and model_cfg.encoder_strategy == "separate"):
+            mapping[f"norm.{m}."] = norm
+        if m in model_cfg.modalities and not (official and m == "audio"):
             mapping[f"tokenizers.{m}."] = f"tokenizers.{m}."
     target = mbt.state_dict()
     loaded = set()

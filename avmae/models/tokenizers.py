@@ -50,7 +50,8 @@ class AudioPatches(nn.Module):
         """[B, 1, T, F] -> [B, N, pt*pf], the raw log-mel targets."""
         b, _, t, f = x.shape
         pt, pf = self.patch
-        x = x.reshape(b, t // pt, pt, f // pf, pf)
+        t, f = t // pt * pt, f // pf * pf   # VALID patches, as the conv: 1000 frames -> 62 x 16
+        x = x[:, :, :t, :f].reshape(b, t // pt, pt, f // pf, pf)
         return x.permute(0, 1, 3, 2, 4).reshape(b, -1, pt * pf)
 
     def num_tokens(self, frames: int, mels: int) -> int:

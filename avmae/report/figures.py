@@ -76,6 +76,8 @@ def reconstruct(model, batch: dict, seeds: list[int]) -> dict:
     for m in model.cfg.modalities:
         tok = model.tokenizers[m]
         x = inputs[m].float()
+        if m == "audio":   # the frames the VALID patches cover (1000 -> 992 at 16 x 16)
+            x = x[:, :, : x.shape[2] // tok.patch[0] * tok.patch[0], : x.shape[3] // tok.patch[1] * tok.patch[1]]
         target = tok.patchify(x)
         mask = out["mask"][m].unsqueeze(-1)  # True = hidden
         if m == "video":
@@ -157,7 +159,7 @@ def test_batch(features_dir: str | Path, stage: dict, clips: int, seed: int = 0)
 
     inp = stage["input"]
     data = AVClipDataset(features_dir, "test", inp["video_frames"], inp["video_stride"], inp["crop"],
-                         inp["audio_frames"], train=False, num_clips=1, seed=seed)
+                         inp["audio_frames"], train=False, num_clips=1, seed=seed, audio=inp)
     batch = finish_batch(collate([data[i] for i in range(min(clips, len(data)))]), "cpu")
     return {k: batch[k] for k in ("audio", "video")}
 

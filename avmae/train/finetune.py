@@ -38,7 +38,8 @@ def dataset(features_dir, split: str, stage: dict, train: bool, seed: int, modal
                          inp["audio_frames"], train=train, num_clips=stage["eval_clips"], seed=seed,
                          num_crops=stage.get("eval_crops", 1),
                          augment=stage.get("augment"),  # finetune.augment; None: crop + flip
-                         video_decode=stage["video_decode"], modalities=MODALITY_SETS[modality])
+                         video_decode=stage["video_decode"], modalities=MODALITY_SETS[modality],
+                         audio=inp)  # audio_window, audio_norm (avmae.data.audio)
 
 
 def build_model(settings: dict, labels: LabelSpace, modality: str) -> MBT:
@@ -129,7 +130,7 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
 
     model = build_model(settings, clips.label_space, modality)
     state = torch.load(pretrained, map_location="cpu", weights_only=True)
-    init_mbt_from_avmae(model, state, ModelConfig.from_dict(settings["model"]))
+    init_mbt_from_avmae(model, state, ModelConfig.from_dict(settings["model"]), stage["mbt"]["transfer"])
     engine, ds_config = eng.initialize(model, stage, steps * stage["epochs"], world, stage["layer_decay"])
     trainer = Trainer(engine, train_set, stage, steps, out_dir, settings, rank, world, settings["seed"],
                       f"finetune {modality}")

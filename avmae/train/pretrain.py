@@ -27,7 +27,8 @@ def steps_per_epoch(n_clips: int, stage: dict, world: int, where) -> int:
 def train_dataset(features_dir, stage: dict, seed: int) -> AVClipDataset:
     inp = stage["input"]
     return AVClipDataset(features_dir, "train", inp["video_frames"], inp["video_stride"], inp["crop"],
-                         inp["audio_frames"], train=True, seed=seed, video_decode=stage["video_decode"])
+                         inp["audio_frames"], train=True, seed=seed, video_decode=stage["video_decode"],
+                         audio=inp)
 
 
 def export_fp32(engine, path: Path, rank: int) -> None:
