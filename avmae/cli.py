@@ -15,6 +15,7 @@ from avmae.features.commands import add_commands as add_features
 from avmae.report.commands import add_commands as add_report
 from avmae.toy.commands import add_commands as add_toy
 from avmae.train.commands import add_commands as add_train
+from avmae.zoo.commands import add_commands as add_zoo
 
 # (stage, what it does, its commands' adder), in workflow order
 STAGES = (
@@ -22,6 +23,7 @@ STAGES = (
     ("acquire", "lists, downloads, shards, availability", add_acquire),
     ("features", "log-mel spectrograms and stored frames", add_features),
     ("train", "AV-MAE pretraining and MBT finetuning on DeepSpeed", add_train),
+    ("zoo", "the authors' released checkpoints: import, evaluate", add_zoo),
     ("report", "the paper's tables and figures", add_report),
 )
 

@@ -99,3 +99,39 @@ def test_report_gathers_the_built_table_with_its_caption(workdir):
 @pytest.mark.parametrize("config", [[], ["--configfile", "config/paper.yaml"]])
 def test_lint_is_clean(workdir, config):
     snakemake(workdir, "--lint", *config)  # fails on any lint
+
+
+def test_zoo_fetches_imports_and_evaluates_the_toy_checkpoints(workdir):
+    """`snakemake zoo` on the toy's Model-Zoo-format checkpoints (file:// URLs), end to end."""
+    import hashlib
+    import json
+
+    snakemake(workdir, "zoo")
+    table = pd.read_csv(workdir / "results/tables/zoo.csv")
+    assert table["Model"].tolist() == ["vggsound_av_ft_av", "vggsound_av_ft_audio", "vggsound_av_ft_video"]
+    assert table["Released (Model Zoo)"].tolist() == [65.0, 57.2, 50.3]   # config/config.yaml, theirs
+    meta = json.loads((workdir / "results/features/vggsound/meta.json").read_text())
+    assert (table["Test clips"] == meta["counts"]["test"]).all()
+    zoo = workdir / "results/zoo"
+    record = json.loads((zoo / "vggsound_av/import.json").read_text())
+    assert record["kind"] == "avmae" and record["architecture"]["encoder_strategy"] == "separate"
+    fetched = json.loads((zoo / "vggsound_av_ft_av/checkpoint.json").read_text())
+    assert fetched["sha256"] == hashlib.sha256((zoo / "vggsound_av_ft_av/checkpoint").read_bytes()).hexdigest()
+    assert "toy profile" in (workdir / "results/tables/zoo.md").read_text().lower()
+
+
+def test_a_released_model_stands_in_for_a_pretraining_run(workdir):
+    run = "vggsound_toy_av_separate-shared_joint_e1"
+    target = f"results/finetune/{run}/vggsound_av/metrics.json"
+
+    def stand_in(cfg):
+        cfg["zoo"]["stand_in"] = {run: "vggsound_av"}
+    with edited_config(workdir, stand_in):
+        plan = snakemake(workdir, "-n", "-p", target)
+    assert "rule pretrain:" not in plan.stdout and "results/zoo/vggsound_av/model.pt" in plan.stdout
+
+    def wrong(cfg):
+        cfg["zoo"]["stand_in"] = {MID: "vggsound_av"}
+    with edited_config(workdir, wrong):
+        refused = snakemake(workdir, "-n", f"results/finetune/{MID}/vggsound_av/metrics.json", check=False)
+    assert refused.returncode != 0 and f"zoo.stand_in.{MID}: vggsound_av" in refused.stdout + refused.stderr

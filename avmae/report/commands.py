@@ -43,6 +43,13 @@ def cmd_table(a) -> None:
     print(df.to_string(index=False))
 
 
+def cmd_table_zoo(a) -> None:
+    from avmae.report.zoo_table import write_zoo_table
+
+    entries = json.loads(a.entries)
+    print(write_zoo_table(entries, a.out, a.profile).to_string(index=False))
+
+
 def cmd_two_maes(a) -> None:
     from avmae.report.baselines import merge_unimodal_maes
 
@@ -96,6 +103,13 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table2")
     s.set_defaults(func=cmd_table)
 
+    s = sub.add_parser("table-zoo", help="the Model Zoo table: released scores beside ours on this copy")
+    s.add_argument("--entries", required=True, help="JSON list: name, dataset, modality, released, metrics, "
+                                                     "availability")
+    s.add_argument("--profile", choices=["toy", "paper"], default="paper")
+    s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/zoo")
+    s.set_defaults(func=cmd_table_zoo)
+
     s = sub.add_parser("two-maes", help="Sec. 4.2 baseline: an AudioMAE's and a VideoMAE's encoders in one "
                                         "checkpoint, to initialise MBT")
     s.add_argument("--audio", required=True, type=Path, help="model.pt of the audio-only MAE (separate encoder)")
@@ -125,4 +139,4 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--epoch-scale", type=float, default=1.0, help="tables.epoch_scale (for the axis label)")
     s.add_argument("--out", required=True, type=Path, help="output prefix (.png and .pdf)")
     s.set_defaults(func=cmd_figure_epochs)
-    return ["table1", "table", "two-maes", "figure-reconstruction", "figure-curves", "figure-epochs"]
+    return ["table1", "table", "table-zoo", "two-maes", "figure-reconstruction", "figure-curves", "figure-epochs"]

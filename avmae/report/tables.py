@@ -113,7 +113,7 @@ def build_table(spec: dict, sources: list[tuple[str, dict, str]] | None = None) 
 
 
 # ----------------------------------------------------------------------------- output
-def _fmt(value, decimals: int) -> str:
+def format_cell(value, decimals: int) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "--"
     if isinstance(value, float):
@@ -145,7 +145,7 @@ def to_latex(df: pd.DataFrame, decimals: int = 1) -> str:
     lines.append(r"\midrule")
     for _, row in df.iterrows():
         cells = [latex_escape(row[c]) for c in labels]
-        cells += [_fmt(row[f"{c} ({p})"], decimals) for c in columns for p in parts]
+        cells += [format_cell(row[f"{c} ({p})"], decimals) for c in columns for p in parts]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}",
               f"\\par\\smallskip{{\\footnotesize {latex_escape(df.attrs.get('footnote', ''))}}}",

@@ -50,8 +50,25 @@ def cmd_toy(a) -> None:
         raise SystemExit(f"avmae toy: {e}") from None
 
 
+def cmd_toy_zoo(a) -> None:
+    import json
+
+    from avmae.features.labels import LabelSpace
+    from avmae.io import json_object
+    from avmae.toy.zoo import write_model
+
+    models = json_object(a.models, "--models")
+    classes = {}
+    for spec in a.meta or []:
+        dataset, _, path = spec.partition("=")
+        classes[dataset] = LabelSpace.from_meta(json.loads(Path(path).read_text()), path).num_classes
+    for name, model in models.items():
+        write_model(model, classes.get(model.get("target")), a.out / name / "checkpoint", seed=a.seed)
+        print(f"{a.out / name / 'checkpoint'}")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> list[str]:
-    """Add ``toy`` to an argparse sub-parser collection; returns the names added."""
+    """Add ``toy`` and ``toy-zoo`` to an argparse sub-parser collection; returns the names added."""
     s = sub.add_parser("toy", help="generate a synthetic dataset (mp4s + lists in the official format)")
     s.add_argument("--format", choices=tuple(GENERATOR_OPTIONS), default="vggsound",
                    help="which dataset to imitate (see avmae/toy/)")
@@ -72,4 +89,11 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     g.add_argument("--videos-per-participant", type=int, help="train videos per train kitchen")
     g.add_argument("--segments-per-video", type=int, help="action segments per video")
     s.set_defaults(func=cmd_toy)
-    return ["toy"]
+
+    s = sub.add_parser("toy-zoo", help="tiny random checkpoints in the Model Zoo's format (Flax msgpack)")
+    s.add_argument("--models", required=True, help="JSON {name: {model, finetune?, target?, modality?}}")
+    s.add_argument("--meta", action="append", help="DATASET=features meta.json: class counts of finetuned models")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, type=Path, help="folder: OUT/<name>/checkpoint")
+    s.set_defaults(func=cmd_toy_zoo)
+    return ["toy", "toy-zoo"]

@@ -7,6 +7,7 @@ from avmae.config import (
     RUN_CONSTRAINT,
     PretrainRun,
     finetune_settings,
+    model_settings,
     pretrain_settings,
     table1_runs,
 )

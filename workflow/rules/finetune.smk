@@ -6,7 +6,7 @@
 
 rule finetune:
     input:
-        model="results/pretrain/{run}/model.pt",
+        model=lambda w: pretrained_model(w.run),   # zoo.smk: the run's, or a released stand-in
         meta=lambda w: features_meta(w.target),
         subset=lambda w: train_subset(w.target),
     output:

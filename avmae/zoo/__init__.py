@@ -1,0 +1,1 @@
+"""The authors' Model Zoo: Flax checkpoints read without JAX, mapped onto our modules."""
