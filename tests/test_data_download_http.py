@@ -1,7 +1,9 @@
 """Downloads from a local HTTP server (127.0.0.1) that plays YouTube's part: real mp4s,
-404/403/429/500, connection resets, truncated bodies and slow answers."""
+404/403/429/500, connection resets, truncated bodies and slow answers; rate limits
+(429 with Retry-After) that pause the shard."""
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -21,7 +23,6 @@ from avmae.acquire.availability import write_report
 from avmae.acquire.download import (
     ClientBlocked,
     Policy,
-    classify,
     download,
     journal_path,
     ytdlp_options,
@@ -30,18 +31,22 @@ from avmae.acquire.lists import Clip, write_clips
 from avmae.acquire.shards import merge_manifests
 from avmae.toy.media import write_mp4
 
-FAST = Policy(retries=2, backoff=0.01, max_backoff=0.05, block_after=0, sleep=0, rate=0, timeout=2)
+FAST = Policy(retries=2, backoff=0.01, max_backoff=0.05, block_after=0, sleep=0, rate=0, timeout=2,
+              pause=0.05)
 
 
 class Server(ThreadingHTTPServer):
     """Serves ``/{id}.mp4`` from ``files``; ``plan[id]`` lists what to do on each request
-    (the last entry repeats): ok, 403, 404, 429, 500, reset, truncate, slow."""
+    (the last entry repeats): ok, 403, 404, 429, 500, reset, truncate, slow. The first
+    ``throttle`` requests of any id are answered 429 with ``Retry-After: {retry_after}``
+    (when set); ``log`` records (time, id, answer) of every request."""
 
     daemon_threads = True
 
     def __init__(self, files):
         super().__init__(("127.0.0.1", 0), Handler)
         self.files, self.plan, self.hits = files, {}, {}
+        self.throttle, self.retry_after, self.log = 0, None, []
         self.lock = threading.Lock()
 
     @property
@@ -51,7 +56,12 @@ class Server(ThreadingHTTPServer):
     def action(self, vid):
         with self.lock:
             n = self.hits[vid] = self.hits.get(vid, 0) + 1
-        steps = self.plan.get(vid, ["ok"])
+            if self.throttle > 0:
+                self.throttle -= 1
+                self.log.append((time.time(), vid, "429"))
+                return "429"
+            steps = self.plan.get(vid, ["ok"])
+            self.log.append((time.time(), vid, steps[min(n, len(steps)) - 1]))
         return steps[min(n, len(steps)) - 1]
 
 
@@ -68,6 +78,12 @@ class Handler(BaseHTTPRequestHandler):
         if action == "reset":  # RST instead of a response: SO_LINGER on, timeout 0
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
+            return None
+        if action == "429" and self.server.retry_after is not None:
+            self.send_response(429)
+            self.send_header("Retry-After", str(self.server.retry_after))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return None
         if action.isdigit():
             return self.send_error(int(action))
@@ -130,20 +146,21 @@ def test_failure_classes_and_retries(server, tmp_path):
                                                  "gone404", "denied403", "reset", "truncated",
                                                  "slow")})
     server.files.update(mute=m["mute"], short=m["short"])
-    server.plan.update(flaky500=["500", "ok"], flaky429=["429", "429", "ok"], always429=["429"],
+    server.plan.update(flaky500=["500", "ok"], flaky429=["429", "429", "ok"],
                        gone404=["404"], denied403=["403"], reset=["reset"],
                        truncated=["ok", "truncate"], slow=["slow"])
-    ids = ["fine", "flaky500", "flaky429", "always429", "gone404", "denied403", "reset",
+    ids = ["fine", "flaky500", "flaky429", "gone404", "denied403", "reset",
            "truncated", "slow", "mute", "short"]
     out = download([clip(v) for v in ids], server.template, tmp_path / "media",
                    tmp_path / "manifest.csv", workers=2, policy=FAST).set_index("id")
-    expected = {"fine": ("ok", 1), "flaky500": ("ok", 2), "flaky429": ("ok", 3),
-                "always429": ("failed", 3), "gone404": ("unavailable", 1),
+    # a 429 pauses the shard and is not a try: flaky429 is ok at its first counted try
+    expected = {"fine": ("ok", 1), "flaky500": ("ok", 2), "flaky429": ("ok", 1),
+                "gone404": ("unavailable", 1),
                 "denied403": ("unavailable", 1), "reset": ("failed", 3),
                 "truncated": ("failed", 3), "slow": ("failed", 3),
                 "mute": ("unavailable", 1), "short": ("failed", 3)}
     assert {v: (out.status[v], out.attempts[v]) for v in ids} == expected
-    assert "429" in out.reason["always429"] and "404" in out.reason["gone404"]
+    assert "404" in out.reason["gone404"]
     assert "timed out" in out.reason["slow"]
     assert out.reason["mute"] == "verify: no audio stream"
     assert out.reason["short"].startswith("verify: duration 1.")
@@ -152,22 +169,10 @@ def test_failure_classes_and_retries(server, tmp_path):
     assert kept == ["fine.mp4", "flaky429.mp4", "flaky500.mp4"]  # failed files are deleted
 
 
-def test_classify_youtube_messages():
-    assert classify("[youtube] x: Sign in to confirm you're not a bot") == "failed"
-    assert classify("Video unavailable. This content isn't available, try again later.") == "failed"
-    assert classify("[youtube] x: Private video. Sign in if you've been granted access") == "unavailable"
-    assert classify("Video unavailable. This video has been removed by the uploader") == "unavailable"
-    assert classify("This video is no longer available because the YouTube account associated "
-                    "with this video has been terminated.") == "unavailable"
-    assert classify("The uploader has not made this video available in your country") == "unavailable"
-    assert classify("Video unavailable. The uploader has blocked it in your country") == "unavailable"
-    assert classify("ffmpeg exited with code 1") == "failed"  # unknown: may work later
-
-
 def test_blocked_client_stops_and_marks_nothing_unavailable(server, tmp_path):
     ids = [f"blocked{i}" for i in range(6)]
     server.files.update({v: server.media["long"] for v in ids})
-    server.plan.update({v: ["429"] for v in ids})
+    server.plan.update({v: ["500"] for v in ids})
     policy = Policy(retries=1, backoff=0.01, block_after=3, sleep=0, rate=0, timeout=2)
     with pytest.raises(ClientBlocked, match="looks rate-limited or blocked"):
         download([clip(v) for v in ids], server.template, tmp_path / "media",
@@ -176,6 +181,69 @@ def test_blocked_client_stops_and_marks_nothing_unavailable(server, tmp_path):
     assert (manifest.status == "failed").all()
     assert manifest.reason.str.startswith("not attempted").tolist() == [False] * 3 + [True] * 3
     assert server.hits == {v: 2 for v in ids[:3]}  # one try + one retry each, then stop
+
+
+def test_rate_limit_pauses_the_shard_then_it_finishes(server, tmp_path, caplog):
+    """The first requests are answered 429 with Retry-After: 1: the whole shard pauses for
+    that second (not the 1 h default), logged with reason and resume time, then goes on;
+    every clip ends ok at its first counted try, none failed or unavailable, the breaker
+    (3 in a row) never trips."""
+    ids = [f"busy{i}" for i in range(6)]
+    server.files.update({v: server.media["long"] for v in ids})
+    server.throttle, server.retry_after = 3, 1
+    policy = Policy(retries=2, backoff=0.01, block_after=3, sleep=0, rate=0, timeout=5)
+    assert policy.pause == 3600.0
+    caplog.set_level(logging.INFO, logger="avmae.acquire.download")
+    t0 = time.time()
+    out = download([clip(v) for v in ids], server.template, tmp_path / "media",
+                   tmp_path / "manifest.csv", workers=2, policy=policy)
+    took = time.time() - t0
+    assert out.status.tolist() == ["ok"] * 6 and out.attempts.tolist() == [1] * 6
+    assert (out.reason.fillna("") == "").all()
+    journal = [json.loads(line) for line in journal_path(tmp_path / "manifest.csv").read_text().splitlines()]
+    assert sorted(r["id"] for r in journal) == ids and {r["status"] for r in journal} == {"ok"}
+
+    answers = [a for _, _, a in server.log]
+    assert answers.count("429") == 3
+    first_429 = min(t for t, _, a in server.log if a == "429")
+    first_ok = min(t for t, _, a in server.log if a == "ok")
+    assert first_ok - first_429 >= 0.95  # nobody asked the server during the pause
+    paused = [r for r in caplog.records if r.getMessage().startswith("paused at")]
+    resumed = [r for r in caplog.records if r.getMessage().startswith("resumed at")]
+    assert 1 <= len(paused) == len(resumed) <= 3
+    for r in paused:
+        assert "HTTP 429" in r.getMessage() and "the shard resumes at" in r.getMessage()
+        assert "(1 s, Retry-After)" in r.getMessage()
+    for p, r in zip(paused, resumed):
+        assert r.created - p.created >= 0.95
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pauses (rate limits)")]
+    assert len(summary) == 1 and summary[0].count("Retry-After") == len(paused)
+    print(f"\nrate-limit timeline (t=0: download start; {took:.2f} s in all):")
+    for t, vid, a in server.log:
+        print(f"  {t - t0:6.2f} s  request {vid}: {a}")
+    for p, r in zip(paused, resumed):
+        print(f"  paused {p.created - t0:6.2f} s -> resumed {r.created - t0:6.2f} s "
+              f"({r.created - p.created:.2f} s)")
+
+
+def test_rate_limited_pause_after_pause_stops_the_shard(server, tmp_path):
+    """A server that answers 429 forever: after max_pauses pauses in a row the shard stops
+    as blocked; the clips are failed ("not attempted"), none unavailable, none journalled."""
+    ids = [f"always{i}" for i in range(3)]
+    server.files.update({v: server.media["long"] for v in ids})
+    server.plan.update({v: ["429"] for v in ids})
+    server.retry_after = 0
+    policy = Policy(retries=2, backoff=0.01, block_after=0, sleep=0, rate=0, timeout=5, max_pauses=2)
+    with pytest.raises(ClientBlocked, match="rate-limited 3 times in a row.*looks rate-limited or blocked"):
+        download([clip(v) for v in ids], server.template, tmp_path / "media",
+                 tmp_path / "manifest.csv", workers=1, policy=policy)
+    manifest = pd.read_csv(tmp_path / "manifest.csv", keep_default_na=False)
+    assert (manifest.status == "failed").all() and (manifest.attempts == 0).all()
+    assert manifest.reason.str.startswith("not attempted").all()
+    assert "HTTP Error 429" in manifest.reason[0]
+    assert sum(server.hits.values()) == 3  # 2 pauses, the 3rd answer stops the shard
+    assert not journal_path(tmp_path / "manifest.csv").exists() or \
+        not journal_path(tmp_path / "manifest.csv").read_text()
 
 
 MALICIOUS = ["-abc", "$(rm -rf ~)", "../../x", "with space", "ünïcode", "-", "a;touch PWNED"]

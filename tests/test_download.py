@@ -123,3 +123,35 @@ def test_file_urls_need_explicit_permission(tmp_path):
     with pytest.raises(ValueError, match="allow_file_urls"):
         download([Clip("x", 0.0, "a", "train")], "file:///nowhere/{id}.mp4",
                  tmp_path / "media", tmp_path / "manifest.csv")
+
+
+def test_segments_of_one_video_are_clips_of_their_own(fetched, tmp_path):
+    """A clip is its (id, start): a second segment of an id is downloaded into its own file,
+    cut at its own start; only a repeated (id, start) row is a duplicate. A rerun fetches
+    nothing again; clips_used.csv lists both segments."""
+    from avmae.acquire.availability import write_report
+
+    _, _, kwargs, _ = fetched
+    clips = [Clip("timecode_A2", 2.0, "a", "train"), Clip("timecode_B0", 0.0, "d", "test"),
+             Clip("timecode_A2", 3.5, "a", "train"), Clip("timecode_A2", 2.0, "a", "train")]
+    kwargs = {**kwargs, "out_dir": tmp_path / "media", "manifest_path": tmp_path / "manifest.csv"}
+    manifest = download(clips, **kwargs)
+    assert manifest.status.tolist() == ["ok", "ok", "ok", "unavailable"]
+    assert manifest.reason[3] == ("duplicate row: id 'timecode_A2' starting at 2 s is listed before; "
+                                  "only its first row is downloaded")
+    assert sorted(p.name for p in (tmp_path / "media").iterdir()) == [
+        "timecode_A2_000002.mp4", "timecode_A2_000003.500.mp4", "timecode_B0.mp4"]
+    for row in (0, 2):
+        numbers = frame_numbers(manifest.path[row])
+        assert abs(numbers[0] - manifest.start_seconds[row] * FPS) <= 1
+        assert abs(len(numbers) / FPS - 10) <= 0.1
+
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "media").iterdir()}
+    again = download(clips, **kwargs)
+    assert again.status.tolist() == manifest.status.tolist()
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "media").iterdir()} == before
+
+    write_report(again, "toy", tmp_path / "availability.json", tmp_path / "used.csv")
+    used = pd.read_csv(tmp_path / "used.csv")
+    assert used.values.tolist() == [["timecode_B0", 0.0, "test"], ["timecode_A2", 2.0, "train"],
+                                    ["timecode_A2", 3.5, "train"]]

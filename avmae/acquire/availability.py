@@ -41,5 +41,7 @@ def write_report(manifest: pd.DataFrame, dataset: str, report_path: str | os.Pat
                              "footnote": footnote(dataset, report), "ids": Path(ids_path).name})
     used = manifest.loc[manifest["status"] == "ok", ["id", "start_seconds", "split"]]
     with atomic_path(ids_path) as tmp:
-        used.sort_values(["split", "id"]).to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
+        used.sort_values(["split", "id", "start_seconds"], kind="stable",
+                         key=lambda c: pd.to_numeric(c) if c.name == "start_seconds" else c
+                         ).to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
     return report

@@ -1,4 +1,5 @@
-"""Command line of the acquisition stage: split a list into shards, download, merge, subsample.
+"""Command line of the acquisition stage: split a list into shards, download, merge, subsample;
+``doctor`` checks what downloads need.
 
 :func:`add_commands` adds them to the ``avmae`` CLI (``avmae download --help``). Lists are ``PATH`` or ``SPLIT=PATH`` (``train=...``,
 ``test=...``): the split is given to formats that carry none (AudioSet, EPIC).
@@ -28,11 +29,20 @@ def cmd_download(a) -> None:
     from avmae.acquire.download import ClientBlocked, Policy, download
     from avmae.acquire.videos import download_videos
 
+    from avmae.acquire import runtime
+
     if not a.whole_videos and (a.checksums or a.keep_videos):
         raise SystemExit("avmae download: --checksums and --keep-videos need --whole-videos")
+    try:  # before any clip: a named JS runtime that is not there, malformed extractor args
+        runtime.deno_path(a.js_runtime)
+        runtime.extractor_args(a.extractor_args or [])
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"avmae download: {e}") from None
     policy = Policy(retries=a.retries, backoff=a.backoff, max_backoff=a.max_backoff,
                     block_after=a.block_after, sleep=a.sleep, rate=a.rate, verify=not a.no_verify,
-                    cookies=a.cookies, proxy=a.proxy, retry_unavailable=a.retry_unavailable)
+                    cookies=a.cookies, proxy=a.proxy, retry_unavailable=a.retry_unavailable,
+                    pause=a.rate_limit_pause, max_pauses=a.max_pauses, js_runtime=a.js_runtime,
+                    extractor_args=tuple(a.extractor_args or ()))
     common = {"workers": a.workers, "allow_file_urls": a.allow_file_urls,
               "clip_seconds": a.clip_seconds, "policy": policy}
     template = a.url_template.replace("{toy_media}", str(a.toy_media.resolve())) if a.toy_media else a.url_template
@@ -91,6 +101,20 @@ def cmd_as500k(a) -> None:
     print(f"{len(subset)} of {len(clips)} clips, class cap {stats['cap']}: {a.out}")
 
 
+def cmd_doctor(a) -> None:
+    from avmae.acquire.doctor import doctor
+
+    raise SystemExit(doctor(a))
+
+
+def runtime_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--js-runtime", metavar="PATH",
+                   help="Deno binary for yt-dlp's YouTube challenges (default: $AVMAE_DENO, else "
+                        "the deno package's binary, else deno on PATH)")
+    s.add_argument("--extractor-args", action="append", metavar="IE_KEY:ARGS",
+                   help="yt-dlp --extractor-args, repeatable, e.g. youtube:player_client=default,mweb")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     """Add the acquisition commands to an argparse sub-parser collection; returns their names."""
     def lists(s, help_text):
@@ -132,7 +156,27 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--no-verify", action="store_true", help="skip decoding each kept clip")
     s.add_argument("--retry-unavailable", action="store_true",
                    help="try clips an earlier run found unavailable again")
+    s.add_argument("--rate-limit-pause", type=float, default=3600.0,
+                   help="seconds the shard pauses when rate-limited (YouTube's 'try again later', "
+                        "HTTP 429) and the server names no Retry-After")
+    s.add_argument("--max-pauses", type=int, default=24,
+                   help="stop after this many rate-limit pauses in a row; 0: never")
+    runtime_options(s)
     s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("doctor", help="check what downloads will use: ffmpeg, JS runtime, yt-dlp, "
+                                      "plugins, cookies, proxy; --probe ID downloads one clip")
+    runtime_options(s)
+    s.add_argument("--cookies", help="cookies.txt (Netscape format) to check")
+    s.add_argument("--proxy", help="proxy URL to check (a TCP connection to it)")
+    s.add_argument("--probe", metavar="ID", help="download one section of this video id")
+    s.add_argument("--probe-start", type=float, default=0.0, help="start of the probe section, seconds")
+    s.add_argument("--clip-seconds", type=float, default=10.0, help="length of the probe section")
+    s.add_argument("--url-template", default="https://www.youtube.com/watch?v={id}",
+                   help="URL of the probe, with {id}")
+    s.add_argument("--allow-file-urls", action="store_true", help="allow a file:// probe URL")
+    s.add_argument("--timeout", type=float, default=5.0, help="seconds for the proxy connection")
+    s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("publish-shard", help="link a finished shard's clips into its output folder")
     s.add_argument("--work-manifest", required=True, type=Path, help="manifest written by download")
@@ -167,4 +211,5 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--out", required=True, type=Path, help="subset list (clips CSV)")
     s.add_argument("--stats", required=True, type=Path, help="class-balance statistics JSON")
     s.set_defaults(func=cmd_as500k)
-    return ["fetch-list", "split-list", "download", "publish-shard", "merge-manifests", "as500k"]
+    return ["fetch-list", "split-list", "download", "publish-shard", "merge-manifests", "as500k",
+            "doctor"]

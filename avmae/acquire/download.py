@@ -1,16 +1,32 @@
 """Download the sections of a clip list with yt-dlp, and record what happened to each.
 
-Every clip ends in one manifest row with status ``ok``, ``unavailable`` (permanent: private,
-removed, terminated account, geo-blocked, HTTP 403/404/410, an invalid id) or ``failed``
-(transient, or not known to be permanent: HTTP 429/5xx, timeouts, "confirm you're not a
-bot", "try again later", resets, cut-short files), plus a one-line reason. Transient
-failures are retried with exponential backoff; after ``block_after`` clips in a row end
-``failed``, the run stops and raises :class:`ClientBlocked` ("the client looks blocked")
-instead of burning through the list: the clips it did not try are recorded as ``failed``,
-never as ``unavailable``. Each kept clip is verified (it decodes, its duration is near the
-expected one, it has an audio stream); a clip that fails verification is deleted. All of
-this bookkeeping is :class:`Batch`, which whole-video downloads share
-(:mod:`avmae.acquire.videos`: EPIC-KITCHENS from its own servers).
+Every clip ends in one manifest row with status ``ok``, ``unavailable`` or ``failed``, plus
+a one-line reason. Each failed try is put in one of four classes by its message
+(:func:`error_kind`, :data:`ERROR_KINDS`, tested with YouTube's texts of today):
+
+- *unavailable* (permanent): private, removed, terminated account, age-restricted,
+  sign-in/members-only, geo-blocked, HTTP 403/404/410, an invalid id. Tried once.
+- *transient*: HTTP 5xx, timeouts, resets, a premiere or live event not started yet, and
+  anything not recognised. Retried with exponential backoff, then ``failed``.
+- *blocked*: the client, not the clip: "Sign in to confirm you're not a bot", YouTube's
+  video servers refusing the format URLs (HTTP 403 on the video data: a PO token is
+  missing), no usable format (no JS runtime). Recorded ``failed`` at once (retrying a
+  flagged session only deepens the flag).
+- *rate-limited*: YouTube's "This content isn't available, try again later" (the session
+  has been rate-limited, for up to an hour) and HTTP 429. The whole shard *pauses*: for
+  the server's ``Retry-After`` when it gives one, else ``Policy.pause`` (an hour), logged
+  with its reason and resume time; then the same clip is tried again. A rate-limited
+  try does not count against the clip (not an attempt, not a failure) and marks nothing
+  unavailable. After ``max_pauses`` pauses in a row with no other answer in between the
+  shard stops as blocked.
+
+After ``block_after`` clips in a row end ``failed``, the run stops and raises
+:class:`ClientBlocked` ("the client looks blocked") instead of burning through the list:
+the clips it did not try are recorded as ``failed``, never as ``unavailable``. Each kept
+clip is verified (it decodes, its duration is near the expected one, it has an audio
+stream); a clip that fails verification is deleted. All of this bookkeeping is
+:class:`Batch`, which whole-video downloads share (:mod:`avmae.acquire.videos`:
+EPIC-KITCHENS from its own servers).
 
 Resume: each finished clip is appended to a journal (``<manifest>.journal.jsonl``) as soon
 as it ends, so a killed run loses at most the clips in flight. A rerun skips clips the
@@ -35,6 +51,11 @@ Two yt-dlp details this module handles in :func:`_prepare_ytdlp`:
   be partially downloaded"). With ``allow_file_urls`` we add ``file`` to that list
   (checked by tests/test_download.py against the pinned yt-dlp).
 
+yt-dlp gets the JS runtime of :mod:`avmae.acquire.runtime` (``js_runtimes``: the Deno
+binary of the ``deno`` package unless ``Policy.js_runtime`` names another) and the
+configured ``extractor_args`` (e.g. the YouTube player client, a PO-token provider's
+settings).
+
 No ffprobe is needed: a section download cuts and merges in one ffmpeg call, and the
 post-processors that require ffprobe (native-HLS fixup, chapter splitting, SponsorBlock,
 concatenation) are not used. yt-dlp's own version check runs ``ffmpeg -bsfs`` only.
@@ -42,8 +63,10 @@ concatenation) are not used. yt-dlp's own version check runs ``ffmpeg -bsfs`` on
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
+import email.utils
 import json
 import logging
 import os
@@ -54,6 +77,7 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -62,6 +86,7 @@ from tqdm import tqdm
 from yt_dlp.downloader.external import FFmpegFD
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
+from avmae.acquire import runtime
 from avmae.acquire.lists import Clip
 from avmae.acquire.verify import VerifyError, verify_clip
 from avmae.ffmpeg import ffmpeg_exe
@@ -86,19 +111,51 @@ FORMAT_SORT = ["res:360", "ext:mp4:m4a"]
 # 2 of 24 (clip, try) pairs (frames from the 81st on), and then so did the features and
 # Table 1; with one thread 72 of 72 were identical.
 CUT_ENCODER_ARGS = ["-preset", "veryfast", "-aac_coder", "fast", "-threads", "1"]
-# Checked in this order: YouTube's rate-limit page says "Video unavailable ... try again
-# later", so transient patterns win; anything unmatched counts as transient (``failed``).
-TRANSIENT = re.compile(
-    r"HTTP Error (429|5\d\d)|too many requests|not a bot|try again later|timed? ?out|"
-    r"connection (reset|refused|aborted)|temporar|incomplete ?read|rate.?limit", re.IGNORECASE)
-PERMANENT = re.compile(
-    r"video unavailable|private video|removed|terminated|available in your country|"
-    r"blocked it in your country|geo.?restrict|copyright|HTTP Error (403|404|410)|"
-    r"no such file|does not exist|invalid id", re.IGNORECASE)
+# Classes of a failed try (module docstring).
+UNAVAILABLE, TRANSIENT, BLOCKED, RATE_LIMITED = "unavailable", "transient", "blocked", "rate-limited"
+# (class, what, pattern) of error messages, checked in this order (first match wins;
+# unmatched: transient). Order matters: YouTube's rate-limit message starts "Video
+# unavailable", and the bot check, age gate and private-video messages all say "Sign in".
+# The messages are YouTube's playability reasons as yt-dlp reports them (curly
+# apostrophes are straightened first).
+ERROR_KINDS: tuple[tuple[str, str, re.Pattern], ...] = tuple(
+    (cls, what, re.compile(pattern, re.IGNORECASE)) for cls, what, pattern in (
+        (RATE_LIMITED, "YouTube rate limit",
+         r"content isn't available, try again later|has been rate.?limited|rate.?limit exceeded"),
+        (RATE_LIMITED, "HTTP 429", r"HTTP Error 429|\b429 Too Many Requests|too many requests"),
+        (BLOCKED, "bot check", r"confirm you're not a bot|captcha"),
+        (BLOCKED, "video data refused (PO token?)", r"unable to download video data: HTTP Error 403"),
+        (BLOCKED, "no usable format (JS runtime?)",
+         r"requested format is not available|only images are available"),
+        (TRANSIENT, "premiere", r"\bpremieres? in\b|premiere will begin"),
+        (TRANSIENT, "live event", r"live event will begin|live stream offline"),
+        (UNAVAILABLE, "age-restricted", r"confirm your age|age.restricted|inappropriate for some users"),
+        (UNAVAILABLE, "private", r"private video|video is private"),
+        (UNAVAILABLE, "account terminated", r"account\b.{0,80}\bterminated|has been terminated"),
+        (UNAVAILABLE, "geo-blocked", (r"available in your country|blocked it in your country|"
+                                      r"geo.?restrict|not available from your location")),
+        (UNAVAILABLE, "sign-in required", (r"only available (?:for|to) registered users|members.only|"
+                                           r"join this channel|sign in|login details are needed")),
+        (UNAVAILABLE, "removed", (r"video unavailable|removed|no longer available|copyright|"
+                                  r"video is (?:unavailable|not available)")),
+        (UNAVAILABLE, "not found", r"HTTP Error (?:403|404|410)|no such file|does not exist|invalid id"),
+        (TRANSIENT, "server or network", (r"HTTP Error 5\d\d|timed? ?out|connection (?:reset|refused|aborted)|"
+                                          r"temporar|incomplete ?read|try again later")),
+    ))
+MAX_PAUSE = 86400.0  # a Retry-After longer than a day is taken as a day
 
 
 class ClientBlocked(RuntimeError):
-    """Many clips in a row failed transiently: the client looks rate-limited or blocked."""
+    """Many clips in a row failed, or the shard was rate-limited pause after pause: the
+    client looks rate-limited or blocked."""
+
+
+class RateLimited(Exception):
+    """A try was rate-limited: the shard pauses (``seconds``: the server's Retry-After)."""
+
+    def __init__(self, reason: str, seconds: float | None, what: str):
+        super().__init__(reason)
+        self.reason, self.seconds, self.what = reason, seconds, what
 
 
 @dataclass(frozen=True)
@@ -116,13 +173,64 @@ class Policy:
     proxy: str | None = None    # e.g. socks5://127.0.0.1:1080
     timeout: float = 30.0       # socket timeout, seconds
     retry_unavailable: bool = False
+    pause: float = 3600.0       # rate-limited without Retry-After: seconds the shard pauses
+    max_pauses: int = 24        # pauses in a row (nothing else in between) -> stop; 0: never
+    js_runtime: str | None = None  # Deno binary for yt-dlp (default: avmae.acquire.runtime.deno_path)
+    extractor_args: tuple[str, ...] = ()  # yt-dlp --extractor-args values
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    cls: str   # UNAVAILABLE, TRANSIENT, BLOCKED or RATE_LIMITED
+    what: str  # e.g. "bot check"
+
+
+def error_kind(message: str) -> ErrorKind:
+    """The class of a failed try's message (:data:`ERROR_KINDS`; unmatched: transient)."""
+    message = message.replace("\u2019", "'")
+    for cls, what, pattern in ERROR_KINDS:
+        if pattern.search(message):
+            return ErrorKind(cls, what)
+    return ErrorKind(TRANSIENT, "unrecognised")
 
 
 def classify(message: str) -> str:
-    """``unavailable`` or ``failed`` for an error message (see TRANSIENT/PERMANENT)."""
-    if TRANSIENT.search(message):
-        return "failed"
-    return "unavailable" if PERMANENT.search(message) else "failed"
+    """The manifest status of a clip whose last try failed with ``message``:
+    ``unavailable`` (permanent) or ``failed`` (everything else)."""
+    return "unavailable" if error_kind(message).cls == UNAVAILABLE else "failed"
+
+
+def retry_after(error: BaseException) -> float | None:
+    """Seconds of the Retry-After header of the HTTP answer behind ``error`` (yt-dlp's or
+    urllib's HTTPError, found through yt-dlp's wrapping exceptions), or None."""
+    seen, stack = set(), [error]
+    while stack:
+        e = stack.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        headers = getattr(getattr(e, "response", None), "headers", None) or getattr(e, "headers", None)
+        value = headers.get("Retry-After") if hasattr(headers, "get") else None
+        if isinstance(value, str) and value.strip():
+            with contextlib.suppress(ValueError):
+                return max(0.0, float(value))
+            with contextlib.suppress(TypeError, ValueError):
+                when = email.utils.parsedate_to_datetime(value.strip())
+                return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        exc_info = getattr(e, "exc_info", None)
+        stack += [getattr(e, "cause", None), e.__cause__, e.__context__,
+                  exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None]
+    return None
+
+
+def failure(error: BaseException) -> tuple[str, str]:
+    """(status, reason) of a failed try: ``unavailable``, ``failed`` or ``blocked`` (a
+    ``failed`` not to retry now); raises :class:`RateLimited` for a rate-limited one."""
+    reason = one_line(error)
+    kind = error_kind(reason)
+    if kind.cls == RATE_LIMITED:
+        raise RateLimited(reason, retry_after(error), kind.what) from error
+    return {UNAVAILABLE: "unavailable", BLOCKED: BLOCKED}.get(kind.cls, "failed"), reason
 
 
 class _YtdlpLog:
@@ -170,7 +278,7 @@ def ytdlp_options(out_dir: Path, allow_file_urls: bool, policy: Policy) -> dict:
         "force_keyframes_at_cuts": True,
         "external_downloader_args": {"ffmpeg_o": CUT_ENCODER_ARGS},
         # '%' is yt-dlp's template character: escape it in the folder name
-        "outtmpl": str(out_dir).replace("%", "%%") + "/%(avmae_id)s.%(ext)s",
+        "outtmpl": str(out_dir).replace("%", "%%") + "/%(avmae_stem)s.%(ext)s",
         "overwrites": True,
         "noplaylist": True,
         "quiet": True,
@@ -183,6 +291,11 @@ def ytdlp_options(out_dir: Path, allow_file_urls: bool, policy: Policy) -> dict:
         "retries": 0,  # retries are ours, with backoff and failure classes
         "extractor_retries": 0,
     }
+    js_runtimes = runtime.ytdlp_js_runtimes(policy.js_runtime)
+    if js_runtimes:
+        opts["js_runtimes"] = js_runtimes
+    if policy.extractor_args:
+        opts["extractor_args"] = runtime.extractor_args(policy.extractor_args)
     if policy.cookies:
         opts["cookiefile"] = policy.cookies
     if policy.proxy:
@@ -216,9 +329,10 @@ class _Fetcher:
                 self._made.append(ydl)
         return ydl
 
-    def fetch(self, clip: Clip, url: str, end: float) -> Path:
-        """Download one section; return the file path or raise."""
-        extra = {"avmae_id": clip.id, "avmae_section": (clip.start, end)}
+    def fetch(self, clip: Clip, url: str, end: float, stem: str | None = None) -> Path:
+        """Download one section into ``out_dir/{stem}.mp4`` (default stem: the clip's id);
+        return the file path or raise."""
+        extra = {"avmae_stem": stem or clip.id, "avmae_section": (clip.start, end)}
         info = self._ydl().extract_info(url, download=True, extra_info=extra)
         downloads = (info or {}).get("requested_downloads") or []
         path = Path(downloads[0]["filepath"]) if downloads else None
@@ -293,6 +407,76 @@ class _Breaker:
                 self.stop.set()
 
 
+def _clock(t: float) -> str:
+    """A wall-clock time (seconds since the epoch) as local ISO 8601, to the second."""
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+
+class _Pause:
+    """Holds every worker of a shard while it is rate-limited.
+
+    :meth:`start` begins a pause (or lengthens the current one when another worker's try
+    is answered the same way) and logs its reason and resume time; :meth:`wait` blocks
+    until the pause is over and logs the resume once. ``timeline`` keeps one entry per
+    pause: reason, what, paused_at, resume_at, seconds, source (``Retry-After`` or
+    ``default pause``), resumed_at (wall-clock seconds, None until it resumes).
+    """
+
+    def __init__(self, policy: Policy, stop: threading.Event):
+        self.policy, self.stop = policy, stop
+        self.until = 0.0          # monotonic end of the current pause
+        self.in_a_row = 0         # pauses since an answer that was not rate-limited
+        self.timeline: list[dict] = []
+        self.stop_reason: str | None = None
+        self._lock = threading.Lock()
+
+    def start(self, e: RateLimited) -> None:
+        seconds = min(e.seconds if e.seconds is not None else self.policy.pause, MAX_PAUSE)
+        source = "Retry-After" if e.seconds is not None else "default pause"
+        with self._lock:
+            now, wall = time.monotonic(), time.time()
+            if now < self.until:  # already paused (a try that was under way): lengthen only
+                if now + seconds > self.until:
+                    self.until = now + seconds
+                    entry = self.timeline[-1]
+                    entry.update(resume_at=wall + seconds, seconds=wall + seconds - entry["paused_at"])
+                    log.warning("rate-limited again (%s): the pause now ends at %s", e.what,
+                                _clock(entry["resume_at"]))
+                return
+            self.in_a_row += 1
+            if self.policy.max_pauses and self.in_a_row > self.policy.max_pauses:
+                self.stop_reason = (f"rate-limited {self.in_a_row} times in a row, each after a "
+                                    f"pause; last: {e.reason}")
+                log.error("stopping: %s", self.stop_reason)
+                self.stop.set()
+                return
+            self.until = now + seconds
+            self.timeline.append({"reason": e.reason, "what": e.what, "paused_at": wall,
+                                  "resume_at": wall + seconds, "seconds": seconds,
+                                  "source": source, "resumed_at": None})
+            log.warning("paused at %s: %s (%s); the shard resumes at %s (%.0f s, %s)",
+                        _clock(wall), e.what, e.reason, _clock(wall + seconds), seconds, source)
+
+    def wait(self) -> None:
+        """Block while paused (or until the shard stops); log the first resume of a pause."""
+        while True:
+            with self._lock:
+                left = self.until - time.monotonic()
+            if left <= 0 or self.stop.wait(left):
+                break
+        with self._lock:
+            entry = self.timeline[-1] if self.timeline else None
+            if entry and entry["resumed_at"] is None and time.monotonic() >= self.until:
+                entry["resumed_at"] = time.time()
+                log.warning("resumed at %s after a pause of %.1f s (%s)", _clock(entry["resumed_at"]),
+                            entry["resumed_at"] - entry["paused_at"], entry["what"])
+
+    def answered(self) -> None:
+        """A try was answered with something other than a rate limit."""
+        with self._lock:
+            self.in_a_row = 0
+
+
 def manifest_row(clip: Clip, end: float, status: str, path: str = "", reason: str = "",
                  attempts: int = 0, duration: float | None = None,
                  span: tuple[float, float] | None = None, video_seconds: float | None = None) -> dict:
@@ -306,18 +490,36 @@ def manifest_row(clip: Clip, end: float, status: str, path: str = "", reason: st
 
 
 def rejections(clips: list[Clip]) -> list[str | None]:
-    """Why each clip is not downloaded at all (bad id, duplicate), or None."""
+    """Why each clip is not downloaded at all (bad id, a duplicate row), or None. A clip is
+    its (id, start): another segment of the same id is its own clip, not a duplicate."""
     reasons, seen = [], set()
     for clip in clips:
         bad = next((v for v in (clip.id, clip.video) if not VALID_ID.fullmatch(v)), None)
         if bad is not None:
             reasons.append(f"invalid id {bad!r}: expected 1-64 characters from [A-Za-z0-9_-]")
-        elif clip.id in seen:  # files are named by id
-            reasons.append(f"duplicate id {clip.id!r}: only its first row is downloaded")
+        elif (clip.id, clip.start) in seen:
+            reasons.append(f"duplicate row: id {clip.id!r} starting at {clip.start:g} s is listed "
+                           f"before; only its first row is downloaded")
         else:
             reasons.append(None)
-        seen.add(clip.id)
+        seen.add((clip.id, clip.start))
     return reasons
+
+
+def stems(clips: list[Clip]) -> list[str]:
+    """The file name (without .mp4) of each clip: its id when the list holds one segment of
+    that id, else ``{id}_{start}`` with the start as ``%06d`` seconds when whole (the
+    common layout of pre-cut VGGSound/AudioSet clips, ``{id}_{start:06d}``), else as
+    ``%010.3f`` seconds; unique per (id, start)."""
+    counts = collections.Counter(clip.id for clip in clips)
+
+    def stem(clip: Clip) -> str:
+        if counts[clip.id] == 1:
+            return clip.id
+        start = f"{int(clip.start):06d}" if float(clip.start).is_integer() else f"{clip.start:010.3f}"
+        return f"{clip.id}_{start}"
+
+    return [stem(clip) for clip in clips]
 
 
 def journal_path(manifest_path: str | os.PathLike) -> Path:
@@ -358,6 +560,9 @@ class Batch:
         self.journal = Journal(journal_path(manifest_path))
         self.before = self.journal.read()
         self.pacer, self.breaker = _Pacer(policy.rate), _Breaker(policy.block_after)
+        self.pause = _Pause(policy, self.breaker.stop)
+        self.tally: collections.Counter = collections.Counter()
+        self._tally_lock = threading.Lock()
 
     def earlier(self, clip: Clip, span: Callable[[dict], tuple[float, float]]) -> dict | None:
         """The journal row of a clip that needs no new try: ok (its file still there,
@@ -376,18 +581,41 @@ class Batch:
     def blocked(self) -> bool:
         return self.breaker.stop.is_set()
 
-    def retry(self, attempt: Callable[[], tuple]) -> tuple[tuple, int]:
-        """Call ``attempt`` (it returns ``(status, ...)``), paced, until it does not end
-        ``failed`` or the retries are spent, with exponential backoff; return its last
-        result and the number of tries."""
-        policy = self.policy
-        for tries in range(1, policy.retries + 2):
+    def retry(self, attempt: Callable[[], tuple],
+              gave_up: Callable[[str], tuple]) -> tuple[tuple, int]:
+        """Call ``attempt``, paced, until it does not end ``failed`` or the retries are
+        spent, with exponential backoff; return its last result and the number of tries.
+
+        ``attempt`` returns ``(status, ...)``, status ``blocked`` for a ``failed`` not to
+        retry now (returned as ``failed``), or raises :class:`RateLimited`: then the shard
+        pauses and the same try is made again after the pause; it is not counted. When the
+        shard stops instead (:class:`_Pause`, ``max_pauses``), ``gave_up(reason)`` is the result.
+        """
+        policy, tries, result = self.policy, 0, None
+        while True:
+            self.pause.wait()
             self.pacer.wait(self.breaker.stop)
-            result = attempt()
-            if result[0] != "failed" or tries > policy.retries or self.blocked:
-                break
+            self.pause.wait()  # a pause that began while this worker was paced
+            if self.blocked:  # the shard stopped: keep the last answer, or try no more
+                why = f" ({self.pause.stop_reason})" if self.pause.stop_reason else ""
+                return result or gave_up(NOT_TRIED + why), tries
+            try:
+                result = attempt()
+            except RateLimited as e:
+                self.pause.start(e)
+                continue
+            self.pause.answered()
+            tries += 1
+            if result[0] == BLOCKED:
+                return ("failed", *result[1:]), tries
+            if result[0] != "failed" or tries > policy.retries:
+                return result, tries
             self.breaker.stop.wait(min(policy.max_backoff, policy.backoff * 2 ** (tries - 1)))
-        return result, tries
+
+    def count(self, status: str) -> None:
+        """One clip ended with ``status`` (progress bar)."""
+        with self._tally_lock:
+            self.tally[status] += 1
 
     def ended(self, status: str) -> None:
         """One download ended with ``status``: count it towards the breaker, then pause."""
@@ -395,9 +623,19 @@ class Batch:
         self.breaker.stop.wait(self.policy.sleep)
 
     def map(self, work: Callable, items: list, workers: int, unit: str) -> list:
-        """``work`` over ``items`` on ``workers`` threads, in order, with a progress bar."""
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(tqdm(pool.map(work, items), total=len(items), desc="download", unit=unit))
+        """``work`` over ``items`` on ``workers`` threads, in order, with a progress bar
+        that counts ok / unavailable / failed clips and the pauses."""
+        results = []
+        with ThreadPoolExecutor(max_workers=workers) as pool, \
+                tqdm(total=len(items), desc="download", unit=unit) as bar:
+            for result in pool.map(work, items):
+                results.append(result)
+                with self._tally_lock:
+                    shown = {s: self.tally[s] for s in STATUSES}
+                shown["paused"] = len(self.pause.timeline)
+                bar.set_postfix(shown, refresh=False)
+                bar.update()
+        return results
 
     def write(self, rows: list[dict]) -> pd.DataFrame:
         """Write the manifest atomically and return it; raise :class:`ClientBlocked` after
@@ -407,13 +645,19 @@ class Batch:
             manifest.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
         log.info("clips: %s; manifest %s", manifest.status.value_counts().to_dict(),
                  self.manifest_path)
+        if self.pause.timeline:
+            log.info("pauses (rate limits): %s", "; ".join(
+                f"{_clock(p['paused_at'])} -> {_clock(p['resumed_at']) if p['resumed_at'] else 'not resumed'}"
+                f" ({p['what']}, {p['seconds']:.0f} s, {p['source']})" for p in self.pause.timeline))
         if self.blocked:
+            why = self.pause.stop_reason or (
+                f"{self.policy.block_after} downloads in a row failed (last: "
+                f"{next((r['reason'] for r in reversed(rows) if r['attempts']), '?')})")
             raise ClientBlocked(
-                f"{self.policy.block_after} downloads in a row failed transiently (last: "
-                f"{next((r['reason'] for r in reversed(rows) if r['attempts']), '?')}); the "
-                f"client looks rate-limited or blocked. Clips not tried are recorded as "
-                f"'failed', not 'unavailable'. Wait, or change --proxy/--cookies, then rerun: "
-                f"finished clips are skipped. Manifest: {self.manifest_path}")
+                f"{why}; the client looks rate-limited or blocked. Clips not tried are "
+                f"recorded as 'failed', not 'unavailable'. Wait, or change --proxy/--cookies "
+                f"(a bot check needs cookies; see 'avmae doctor'), then rerun: finished clips "
+                f"are skipped. Manifest: {self.manifest_path}")
         return manifest
 
 
@@ -424,7 +668,8 @@ def download(clips: list[Clip], url_template: str, out_dir: str | os.PathLike,
              manifest_path: str | os.PathLike, workers: int = 2,
              allow_file_urls: bool = False, clip_seconds: float = 10.0,
              policy: Policy | None = None) -> pd.DataFrame:
-    """Download ``[start, end)`` of every clip into ``out_dir/{id}.mp4``; write the manifest.
+    """Download ``[start, end)`` of every clip into ``out_dir/{id}.mp4`` (``{id}_{start}.mp4``
+    for an id with several segments, :func:`stems`); write the manifest.
 
     ``url_template`` holds ``{id}``, replaced by the clip's ``video`` (its ``source`` or
     its id); a clip without ``end`` lasts ``clip_seconds``. Ids that are not
@@ -438,32 +683,43 @@ def download(clips: list[Clip], url_template: str, out_dir: str | os.PathLike,
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = Batch(manifest_path, policy)
     fetcher = _Fetcher(out_dir, allow_file_urls, policy)
+    deno = fetcher.opts.get("js_runtimes", {}).get("deno", {}).get("path")
+    log.info("yt-dlp %s, yt-dlp-ejs %s, JS runtime %s%s", runtime.ytdlp_version(),
+             runtime.ejs_version() or "missing", deno or "none found (YouTube formats may be "
+             "missing: see avmae doctor)", f", extractor args {fetcher.opts['extractor_args']}"
+             if "extractor_args" in fetcher.opts else "")
 
-    def attempt(clip: Clip, end: float) -> tuple[str, str, str, float | None]:
+    def attempt(clip: Clip, end: float, stem: str) -> tuple[str, str, str, float | None]:
         """One try: (status, path, reason, duration)."""
         try:
-            path = fetcher.fetch(clip, url_template.replace("{id}", clip.video), end)
+            path = fetcher.fetch(clip, url_template.replace("{id}", clip.video), end, stem)
         except Exception as e:  # noqa: BLE001 - any failure is recorded, the batch goes on
-            reason = one_line(e)
-            return classify(reason), "", reason, None
+            status, reason = failure(e)  # a rate limit raises RateLimited: Batch.retry pauses
+            return status, "", reason, None
         return verified(path, end - clip.start, policy)
 
-    def work(item: tuple[Clip, str | None]) -> dict:
-        clip, rejected = item
+    def work(item: tuple[Clip, str | None, str]) -> dict:
+        clip, rejected, stem = item
         end = clip.end if clip.end is not None else clip.start + clip_seconds
         if rejected:
+            batch.count("unavailable")
             return manifest_row(clip, end, "unavailable", reason=rejected)
         old = batch.earlier(clip, lambda _: (clip.start, end))
         if old:
+            batch.count(old["status"])
             return old
         if batch.blocked:
+            batch.count("failed")
             return manifest_row(clip, end, "failed", reason=NOT_TRIED)
-        (status, path, reason, duration), tries = batch.retry(lambda: attempt(clip, end))
+        (status, path, reason, duration), tries = batch.retry(
+            lambda: attempt(clip, end, stem), lambda why: ("failed", "", why, None))
         row = manifest_row(clip, end, status, path, reason, tries, duration)
-        batch.journal.append(row)
-        batch.ended(status)
+        if tries:  # tried: journalled (a clip the stopped shard never tried is not)
+            batch.journal.append(row)
+            batch.ended(status)
+        batch.count(status)
         return row
 
     with contextlib.closing(fetcher):
-        rows = batch.map(work, list(zip(clips, rejections(clips))), workers, "clip")
+        rows = batch.map(work, list(zip(clips, rejections(clips), stems(clips))), workers, "clip")
     return batch.write(rows)

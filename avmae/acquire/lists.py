@@ -85,24 +85,43 @@ def read_rows(path: Path, parse: Callable[[list[str]], Clip | None]) -> list[Cli
     """Parse every CSV row of ``path`` with ``parse``; collect all errors, then raise."""
     clips: list[Clip] = []
     errors: list[str] = []
-    with path.open(newline="", encoding="utf-8-sig") as f:  # tolerate a BOM
-        reader = csv.reader(f, skipinitialspace=True)
-        for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
-            try:
-                clip = parse(row)
-            except ValueError as e:
-                errors.append(f"{path}:{reader.line_num}: {e}")
-                continue
-            if clip is not None:
-                clips.append(clip)
+    rows = 0
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # tolerate a BOM
+            reader = csv.reader(f, skipinitialspace=True)
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                rows += 1
+                try:
+                    clip = parse(row)
+                except ValueError as e:
+                    errors.append(f"{path}:{reader.line_num}: {e}")
+                    continue
+                if clip is not None:
+                    clips.append(clip)
+    except UnicodeDecodeError:
+        raise ListFormatError(_not_utf8(path)) from None
+    if not rows:
+        raise ListFormatError(f"{path}: empty file (no rows)")
     if errors:
         shown = "\n  ".join(errors[:MAX_REPORTED_ERRORS])
         more = len(errors) - MAX_REPORTED_ERRORS
         tail = f"\n  ... and {more} more" if more > 0 else ""
         raise ListFormatError(f"{path}: {len(errors)} malformed row(s):\n  {shown}{tail}")
     return clips
+
+
+def _not_utf8(path: Path) -> str:
+    """Where ``path`` stops being UTF-8: its first undecodable line and byte."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return (f"{path}:{number}: not UTF-8 text (byte 0x{line[e.start]:02x} at column {e.start + 1}); "
+                        "save the list as UTF-8")
+    return f"{path}: not UTF-8 text; save the list as UTF-8"
 
 
 def _seconds(text: str, name: str) -> float:

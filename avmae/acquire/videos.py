@@ -30,8 +30,8 @@ to do it
 3. deletes the downloaded video unless ``keep_videos``, once none of its segments ended
    ``failed`` (a rerun would need it again).
 
-Retries with backoff, pacing (a video start counts as a clip start), the blocked-client
-stop, the resume journal, the statuses and the manifest are the section downloader's
+Retries with backoff, pacing (a video start counts as a clip start), the error classes
+and the shard's pause on HTTP 429 (honouring Retry-After), the blocked-client stop, the resume journal, the statuses and the manifest are the section downloader's
 (:class:`avmae.acquire.download.Batch`); a segment's ``attempts`` are its video's. Only an
 http(s) ``proxy`` applies here; cookies do not.
 """
@@ -55,10 +55,11 @@ from avmae.acquire.download import (
     Batch,
     Policy,
     check_template,
-    classify,
+    failure,
     manifest_row,
     one_line,
     rejections,
+    stems,
     verified,
 )
 from avmae.acquire.fetch import file_digest
@@ -220,11 +221,13 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
     batch = Batch(manifest_path, policy)
     ends = [clip.end if clip.end is not None else clip.start + clip_seconds for clip in clips]
     rows: list[dict | None] = [None] * len(clips)
+    names = stems(clips)
     by_video: dict[str, list[int]] = {}
     for i, (clip, rejected) in enumerate(zip(clips, rejections(clips))):
         if rejected:
             rows[i] = manifest_row(clip, ends[i], "unavailable", reason=rejected,
                                    span=context(clip.start, ends[i], clip_seconds))
+            batch.count("unavailable")
         else:
             by_video.setdefault(clip.video, []).append(i)
 
@@ -245,8 +248,8 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
                 fetch_video(url, dest, md5, policy)
             return "ok", dest, ""
         except Exception as e:  # noqa: BLE001 - any failure is recorded, the batch goes on
-            reason = one_line(e)
-            return classify(reason), None, reason
+            status, reason = failure(e)  # a rate limit raises RateLimited: Batch.retry pauses
+            return status, None, reason
 
     def work(item: tuple[str, list[int]]) -> None:
         video, indices = item
@@ -256,14 +259,22 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
 
         for i in indices:
             rows[i] = batch.earlier(clips[i], lambda old, i=i: span(i, old.get("video_seconds")))
+            if rows[i] is not None:
+                batch.count(rows[i]["status"])
         todo = [i for i in indices if rows[i] is None]
         if not todo:
             return
         if batch.blocked:
             for i in todo:
                 rows[i] = manifest_row(clips[i], ends[i], "failed", reason=NOT_TRIED, span=span(i, None))
+                batch.count("failed")
             return
-        (status, source, reason), tries = batch.retry(lambda: get(video))
+        (status, source, reason), tries = batch.retry(lambda: get(video), lambda why: ("failed", None, why))
+        if not tries:  # the shard stopped before this video was tried
+            for i in todo:
+                rows[i] = manifest_row(clips[i], ends[i], "failed", reason=reason, span=span(i, None))
+                batch.count("failed")
+            return
         seconds = None
         if source is not None:
             try:
@@ -277,7 +288,7 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
                 row.update(status="unavailable", reason=f"the segment starts at {clips[i].start:.2f} s, "
                                                         f"after the video's end ({seconds:.2f} s)")
             elif source is not None:
-                out = out_dir / f"{clips[i].id}.mp4"
+                out = out_dir / f"{names[i]}.mp4"
                 try:
                     cut(source, (row["clip_start"], row["clip_end"]), out)
                     row.update(zip(("status", "path", "reason", "duration"),
@@ -285,6 +296,7 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
                 except RuntimeError as e:
                     row.update(status="failed", reason=one_line(e))
             batch.journal.append(row)
+            batch.count(row["status"])
             rows[i] = row
         downloaded = source is not None and source.parent == out_dir / "videos"  # not a file:// copy
         if downloaded and not keep_videos and all(rows[i]["status"] != "failed" for i in todo):
