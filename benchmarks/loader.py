@@ -9,7 +9,7 @@ them to the device (``video_decode``: loader, device), for
 
 * **pretrain**: 16 frames at stride 4, random crop 224 + flip, 800 x 128 audio;
 * **finetune**: 32 frames at stride 2, scale jitter 0.9-1.33 + colour + flip,
-  SpecAugment (1 x 48 bins, 4 x 48 frames), 800 x 128 audio (paper ``finetune.augment``).
+  SpecAugment (paper ``finetune.augment``: 1 x 48 bins, time masks off), 800 x 128 audio.
 
 It also splits one worker's time per sample into JPEG read+decode, the box (crop,
 resize, flip; uint8) and audio (single process), times ``finish_batch`` (the half of

@@ -96,8 +96,10 @@ def import_checkpoint(checkpoint: str | Path, settings: dict, out: str | Path, k
 
 def evaluate_released(settings: dict, features_dir: str | Path, model_pt: str | Path, modality: str,
                       out_dir: str | Path) -> dict:
-    """A released finetuned MBT on the test split, ``eval_clips`` x ``eval_crops`` views per clip."""
+    """A released finetuned MBT on the test split, ``eval_clips`` x ``eval_crops`` views per clip,
+    on the GPU when there is one (in bf16 under ``finetune.precision`` auto or bf16)."""
     from avmae.train import finetune
+    from avmae.train.engine import use_bf16
 
     stage = settings["finetune"]
     test_set = finetune.dataset(features_dir, "test", stage, train=False, seed=settings["seed"], modality=modality)
@@ -109,8 +111,10 @@ def evaluate_released(settings: dict, features_dir: str | Path, model_pt: str | 
     except RuntimeError as e:
         raise SystemExit(f"{model_pt}: does not fit the {modality} MBT of these settings and this dataset's "
                          f"{labels.num_classes} classes: {str(e).splitlines()[0]}") from None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if use_bf16(stage["precision"]) else torch.float32
     metrics = {"modality": modality, "model": str(model_pt), "eval_clips": stage["eval_clips"],
-               "eval_crops": test_set.num_crops,
-               **finetune.evaluate(model.eval(), test_set, stage, torch.device("cpu"), torch.float32)}
+               "eval_crops": test_set.num_crops, "device": str(device), "dtype": str(dtype).split(".")[-1],
+               **finetune.evaluate(model.to(device, dtype).eval(), test_set, stage, device, dtype)}
     write_json(Path(out_dir) / "metrics.json", metrics)
     return metrics
