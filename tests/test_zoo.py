@@ -299,3 +299,44 @@ def test_import_scenic_cli_writes_model_and_record(tmp_path):
                           str(tmp_path / "nope"), "--settings", "{}", "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "nope" in bad.stderr
+
+
+def test_a_released_model_evaluates_and_a_wrong_class_count_is_refused(tmp_path, features_dir, tiny_settings):
+    """avmae evaluate scores an imported MBT on the test split with the finetuning protocol;
+    a checkpoint of another class count stops naming the file and the counts."""
+    from avmae.features.labels import LabelSpace
+    from avmae.zoo.importer import evaluate_released
+
+    meta = json.loads((features_dir / "meta.json").read_text())
+    classes = LabelSpace.from_meta(meta).num_classes
+    m = tiny_settings["model"]
+    for n, name in ((classes, "right"), (classes + 3, "wrong")):
+        tree = Z.mbt_tree(m["encoder"], n, ["audio", "video"], m["video_patch"], m["audio_patch"], seed=5)
+        Z.write_checkpoint(tree, tmp_path / name / "checkpoint", "finetune")
+        import_checkpoint(tmp_path / name / "checkpoint", tiny_settings, tmp_path / name)
+    metrics = evaluate_released(tiny_settings, features_dir, tmp_path / "right" / "model.pt", "av", tmp_path / "eval")
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["test_clips"] == meta["counts"]["test"] and saved["eval_clips"] == 2
+    assert 0 <= metrics["top1"] <= 100 and len(saved["test_ids_sha256"]) == 64
+    with pytest.raises(SystemExit, match=rf"wrong/model.pt: does not fit .* {classes} classes"):
+        evaluate_released(tiny_settings, features_dir, tmp_path / "wrong" / "model.pt", "av", tmp_path / "e2")
+
+
+def test_zoo_fetch_refuses_a_checksum_mismatch_and_a_missing_file(tmp_path):
+    import subprocess
+    import sys
+
+    Z.write_checkpoint(Z.mbt_tree(ENC, 3, ["audio"], VP, AP), tmp_path / "src", "finetune")
+
+    def fetch(url, *extra):
+        return subprocess.run([sys.executable, "-m", "avmae.cli", "zoo-fetch", "--url", url, "--out",
+                               str(tmp_path / "got" / "checkpoint"), "--record", str(tmp_path / "got" / "c.json"),
+                               *extra], capture_output=True, text=True, timeout=120)
+    bad = fetch((tmp_path / "src").as_uri(), "--sha256", "0" * 64)
+    assert bad.returncode != 0 and "differs from the expected" in bad.stderr
+    missing = fetch((tmp_path / "nothere").as_uri())
+    assert missing.returncode != 0 and "cannot fetch the checkpoint" in missing.stderr
+    assert not (tmp_path / "got" / "checkpoint").exists()   # nothing half-written is left to use
+    good = fetch((tmp_path / "src").as_uri())
+    assert good.returncode == 0
+    assert json.loads((tmp_path / "got" / "c.json").read_text())["bytes"] == (tmp_path / "src").stat().st_size
