@@ -31,6 +31,10 @@ def cmd_download(a) -> None:
 
     from avmae.acquire import runtime
 
+    if a.local is not None:
+        return _register_local(a)
+    if a.url_template is None:
+        raise SystemExit("avmae download: --url-template is required (or --local ROOT)")
     if not a.whole_videos and (a.checksums or a.keep_videos):
         raise SystemExit("avmae download: --checksums and --keep-videos need --whole-videos")
     try:  # before any clip: a named JS runtime that is not there, malformed extractor args
@@ -54,6 +58,22 @@ def cmd_download(a) -> None:
             download(*args, **common)
     except ClientBlocked as e:
         raise SystemExit(f"stopped: {e}") from None
+
+
+def _register_local(a) -> None:
+    """``avmae download --local``: register a copy on disk (avmae/acquire/local.py)."""
+    from avmae.acquire.local import LocalConfigError, check_local, register
+
+    key = a.config_key or "--local"
+    try:  # before any clip: a bad pattern, a root that is not there, a tar that is not one
+        local = check_local(a.local, a.layout, a.pattern, key)
+    except LocalConfigError as e:
+        raise SystemExit(f"avmae download: {e}") from None
+    if a.whole_videos and local.layout != "videos":
+        raise SystemExit(f"avmae download: --whole-videos with {key} layout {local.layout!r}: "
+                         f"a local copy of whole videos is layout 'videos'")
+    register(_read_lists(a.list, a.format, a.classes), local, a.out, a.manifest,
+             workers=a.workers, clip_seconds=a.clip_seconds)
 
 
 def cmd_publish(a) -> None:
@@ -124,11 +144,21 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
                        help="AudioSet class_labels_indices.csv, or EPIC verb=PATH and noun=PATH "
                             "(EPIC_100_{verb,noun}_classes.csv)")
 
-    s = sub.add_parser("download", help="download the clips of a list with yt-dlp")
+    s = sub.add_parser("download", help="download the clips of a list with yt-dlp, or register "
+                                        "a copy on disk (--local)")
     lists(s, "[SPLIT=]PATH, repeatable")
-    s.add_argument("--url-template", required=True,
+    s.add_argument("--url-template",
                    help="URL with {id}, e.g. https://www.youtube.com/watch?v={id}; with "
-                        "--whole-videos, {id} or {path} (from --checksums)")
+                        "--whole-videos, {id} or {path} (from --checksums); ignored with --local")
+    s.add_argument("--local", metavar="ROOT", type=Path,
+                   help="register a copy on disk under ROOT instead of downloading (no yt-dlp, "
+                        "no network; the pacing options do not apply): clips are linked, not copied")
+    s.add_argument("--layout", choices=("clips", "videos", "tar"), default="clips",
+                   help="with --local: pre-cut clips, whole videos cut here, or tar shards of clips")
+    s.add_argument("--pattern",
+                   help="with --local: file name under ROOT, a format string with {id} and "
+                        "{start}/{end} (seconds), default {id}_{start:06d}.mp4 ({id}.mp4 for videos)")
+    s.add_argument("--config-key", help=argparse.SUPPRESS)  # named in --local errors (the workflow)
     s.add_argument("--toy-media", type=Path,
                    help="folder that {toy_media} in --url-template stands for (toy sets: the "
                         "command stays the same in every clone, as Snakemake's cache needs)")
@@ -153,7 +183,9 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--rate", type=float, default=0.5, help="clip starts per second, all workers; 0: no cap")
     s.add_argument("--cookies", help="cookies.txt (Netscape format) for yt-dlp")
     s.add_argument("--proxy", help="proxy URL for yt-dlp")
-    s.add_argument("--no-verify", action="store_true", help="skip decoding each kept clip")
+    s.add_argument("--no-verify", action="store_true",
+                   help="skip decoding each kept clip; the cheap check (complete file, duration, "
+                        "audio and video streams) still runs")
     s.add_argument("--retry-unavailable", action="store_true",
                    help="try clips an earlier run found unavailable again")
     s.add_argument("--rate-limit-pause", type=float, default=3600.0,

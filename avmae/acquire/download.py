@@ -23,8 +23,9 @@ a one-line reason. Each failed try is put in one of four classes by its message
 After ``block_after`` clips in a row end ``failed``, the run stops and raises
 :class:`ClientBlocked` ("the client looks blocked") instead of burning through the list:
 the clips it did not try are recorded as ``failed``, never as ``unavailable``. Each kept
-clip is verified (it decodes, its duration is near the expected one, it has an audio
-stream); a clip that fails verification is deleted. All of this bookkeeping is
+clip is verified (it is complete, its duration is near the expected one, it has an audio
+and a video stream, and unless ``Policy.verify`` is off it decodes); a clip that fails
+verification is deleted. All of this bookkeeping is
 :class:`Batch`, which whole-video downloads share (:mod:`avmae.acquire.videos`:
 EPIC-KITCHENS from its own servers).
 
@@ -88,7 +89,7 @@ from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from avmae.acquire import runtime
 from avmae.acquire.lists import Clip
-from avmae.acquire.verify import VerifyError, verify_clip
+from avmae.acquire.verify import VerifyError, probe_clip, verify_clip
 from avmae.ffmpeg import ffmpeg_exe
 from avmae.io import atomic_path
 
@@ -168,7 +169,7 @@ class Policy:
     block_after: int = 20       # clips failed in a row -> ClientBlocked
     sleep: float = 2.0          # pause after each clip, per worker
     rate: float = 0.5           # clip starts per second over all workers; 0: no cap
-    verify: bool = True
+    verify: bool = True         # decode each kept clip; False: only the cheap check (never skipped)
     cookies: str | None = None  # Netscape cookies.txt passed to yt-dlp
     proxy: str | None = None    # e.g. socks5://127.0.0.1:1080
     timeout: float = 30.0       # socket timeout, seconds
@@ -539,11 +540,11 @@ def check_template(url_template: str, allow_file_urls: bool, placeholders=("{id}
 
 def verified(path: Path, seconds: float, policy: Policy) -> tuple[str, str, str, float | None]:
     """(status, path, reason, duration) of a kept clip file; one that fails verification
-    is deleted."""
-    if not policy.verify:
-        return "ok", str(path), "", None
+    is deleted. The cheap check (complete file, duration, audio and video streams:
+    :func:`probe_clip`) always runs; ``policy.verify`` adds decoding the whole file
+    (:func:`verify_clip`). A clip cut short is never ``ok``."""
     try:
-        duration = verify_clip(path, seconds)
+        duration = (verify_clip if policy.verify else probe_clip)(path, seconds)
     except VerifyError as e:
         path.unlink(missing_ok=True)
         return ("unavailable" if e.permanent else "failed"), "", f"verify: {e}", None

@@ -76,7 +76,7 @@ def publish(work_manifest: str | os.PathLike, manifest_path: str | os.PathLike,
         target = media_dir / source.name
         target.unlink(missing_ok=True)
         try:
-            os.link(source, target)
+            os.link(source, target, follow_symlinks=False)   # a symlinked local clip stays a link
         except OSError:
             shutil.copyfile(source, target)
         manifest.at[i, "path"] = str(target)
