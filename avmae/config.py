@@ -71,6 +71,19 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def typed_overrides(value):
+    """``--config`` values with their string leaves read as YAML (``"2"`` -> 2, ``"[1, 2]"`` ->
+    [1, 2]): Snakemake reads a nested ``--config 'tables={decimals: 2}'`` with YAML's base
+    loader, which leaves every leaf a string."""
+    import yaml
+
+    if isinstance(value, dict):
+        return {k: typed_overrides(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed_overrides(v) for v in value]
+    return yaml.safe_load(value) if isinstance(value, str) else value
+
+
 def model_settings(config: dict, run: PretrainRun) -> dict:
     """The ``ModelConfig`` fields of a run (``model``, with ``model.by_dataset[run.dataset]``
     merged over it, e.g. AudioSet's audio mask ratio). ``joint_layers`` is kept only for a

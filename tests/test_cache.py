@@ -74,3 +74,18 @@ def test_workflow_digests_parse_without_torch(module):
     code = (f"import sys; from avmae.provenance import code_digest; code_digest({module!r});"
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_command_has_a_digest_of_its_own_code_without_torch():
+    """The Snakefile's `code` params: every avmae command, parsed (never imported) while planning."""
+    code = ("import sys; from avmae.provenance import command_digest, command_functions;"
+            "[command_digest(c) for c in command_functions()]; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_command_digest_covers_its_function_and_lazy_imports_not_its_neighbours():
+    deps = {c: provenance.command_dependencies(c)[0] for c in ("finetune", "pretrain", "table", "figure-curves")}
+    assert "avmae.train.finetune" in deps["finetune"] and "avmae.train.finetune" not in deps["pretrain"]
+    assert "avmae.report.tables" in deps["table"] and "avmae.report.figures" not in deps["table"]
+    assert "avmae.report.figures" in deps["figure-curves"]
+    assert provenance.command_digest("finetune") != provenance.command_digest("pretrain")

@@ -92,7 +92,7 @@ def test_report_gathers_the_built_table_with_its_caption(workdir):
     snakemake(workdir, "--report", "results/report.html", "table1")
     html = (workdir / "results/report.html").read_text()
     for text in ("table1.csv", "table1.md", "table1.tex", "Table 1: pretraining architectures",
-                 "Reproduces", "quoted as printed", "mean nothing"):
+                 "Reproduces", "quoted as printed", "not comparable"):
         assert text in html, text
 
 

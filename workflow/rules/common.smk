@@ -1,8 +1,8 @@
 # Helpers shared by the rules: run names, per-run settings, dataset sources.
 import json
 import os
+import shlex
 
-from avmae.provenance import code_digest
 from avmae.config import (
     RUN_CONSTRAINT,
     PretrainRun,
@@ -12,20 +12,28 @@ from avmae.config import (
     table1_runs,
 )
 
-
-# The code each stage runs (avmae.provenance): a param of every rule that is marked for,
-# or feeds, Snakemake's between-workflow cache, so entries are keyed by code as well as
-# by settings; editing that code reruns the stage.
-TOY_CODE = code_digest("avmae.toy.commands")
-DATA_CODE = code_digest("avmae.acquire.commands")
-FEATURES_CODE = code_digest("avmae.features.extract")
-PRETRAIN_CODE = code_digest("avmae.train.pretrain")
+# Each rule's `code` param (the digest of the avmae code it runs) is set in the Snakefile.
 
 
 wildcard_constraints:
     dataset="[a-z0-9]+",
     run=RUN_CONSTRAINT,
     modality="audio|video|av",
+
+
+# Where the config gives datasets (or splits, modalities) as mapping keys whose order shows
+# in a result (table rows, list order), that order is this one, then by name: key order in
+# the config never reruns a job.
+DATASET_ORDER = ("vggsound", "audioset", "epic")
+SPLIT_ORDER = ("train", "test")
+
+
+def dataset_order(name):
+    return (DATASET_ORDER.index(name) if name in DATASET_ORDER else len(DATASET_ORDER), name)
+
+
+def split_order(split):
+    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split or "")
 
 
 def dataset_config(name):
@@ -84,7 +92,7 @@ def list_entries(name):
     ds = dataset_config(name)
     if "list" in ds:
         return [(None, ds["list"])]
-    return [(split, entry) for split, entries in ds["lists"].items()
+    return [(split, entry) for split, entries in sorted(ds["lists"].items(), key=lambda e: split_order(e[0]))
             for entry in (entries if isinstance(entries, list) else [entries])]
 
 
@@ -94,7 +102,7 @@ def class_entries(name):
     entry = dataset_config(name).get("classes")
     if entry is None:
         return []
-    return list(entry.items()) if isinstance(entry, dict) and "path" not in entry else [(None, entry)]
+    return sorted(entry.items()) if isinstance(entry, dict) and "path" not in entry else [(None, entry)]
 
 
 def class_files(name):
@@ -147,5 +155,16 @@ def run_of(wildcards):
     return PretrainRun.parse(wildcards.run)
 
 
+# Params are canonical: settings as JSON with sorted keys, options in a fixed order, so
+# the order of keys in the config never reruns a job; values that only steer execution
+# (threads, worker counts, log paths) are no params (README, "Partial reruns").
 def as_json(settings):
     return json.dumps(settings, sort_keys=True)
+
+
+def features_options():
+    """`avmae features-shard` options from `features`: every value but `workers` (the job
+    decodes clips in {threads} threads)."""
+    f = config["features"]
+    keys = ("clip_seconds", "fps", "short_side", "sample_rate", "n_mels", "video_format", "jpeg_quality")
+    return shlex.join(str(o) for key in keys for o in (f"--{key.replace('_', '-')}", f[key]))

@@ -4,8 +4,10 @@ import re
 import shlex
 import sys
 
-# download options passed through from config["download"] when set (else the CLI's polite defaults)
-PACING = ("retries", "backoff", "max_backoff", "block_after", "sleep", "rate", "cookies", "proxy")
+# download options passed through from config["download"] when set (else the CLI's polite
+# defaults); rate_limit_pause/max_pauses: how a rate-limited shard pauses (avmae download --help)
+PACING = ("retries", "backoff", "max_backoff", "block_after", "sleep", "rate", "cookies", "proxy",
+          "rate_limit_pause", "max_pauses")
 
 
 def n_shards(name):
@@ -37,10 +39,17 @@ def toy_options(name):
 
 def download_options(name):
     dl = config["download"]
-    opts = ["--clip-seconds", dl["clip_seconds"], "--workers", dl["workers"]]
+    opts = ["--clip-seconds", dl["clip_seconds"]]   # download.workers: a resource (data.smk), no param
+    local = dataset_config(name).get("local")
+    if local is not None:  # a copy on disk, registered instead of downloaded (checked here, before any job)
+        from avmae.acquire.local import workflow_options
+        key, videos = f"datasets.{name}.local", dataset_config(name).get("videos") is not None
+        return shlex.join(str(o) for o in opts + workflow_options(local, key, videos))
     for key in PACING:
         if dl.get(key) is not None:
             opts += [f"--{key.replace('_', '-')}", dl[key]]
+    for arg in dataset_config(name).get("extractor_args") or []:  # yt-dlp's, e.g. the player client
+        opts += ["--extractor-args", arg]
     if is_toy(name) or url_template(name).startswith("file:"):  # generated or local copies
         opts.append("--allow-file-urls")
     if "{toy_media}" in url_template(name):  # a relative path keeps the command clone-independent

@@ -11,7 +11,11 @@ def train_subset(target):
 
 
 def spec_of(name):
-    return table_spec(config, name)
+    """Table ``name``'s spec. Table 4's rows (`tables.table4.pretrain`, a mapping) follow
+    DATASET_ORDER, not the config's key order, which never changes a result."""
+    t4 = config["tables"]["table4"]
+    pretrain = {ds: t4["pretrain"][ds] for ds in sorted(t4["pretrain"], key=dataset_order)}
+    return table_spec({**config, "tables": {**config["tables"], "table4": {**t4, "pretrain": pretrain}}}, name)
 
 
 def table_files(*names):

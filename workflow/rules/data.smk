@@ -14,7 +14,6 @@ rule toy_dataset:
     params:
         format=lambda w: dataset_format(w.dataset),
         options=lambda w: toy_options(w.dataset),
-        code=TOY_CODE,
     threads: config["threads"]["data"]
     conda:
         "../envs/avmae.yaml"
@@ -33,7 +32,6 @@ rule split_list:
     params:
         lists=lambda w: list_options(w.dataset),
         shards=lambda w: n_shards(w.dataset),
-        code=DATA_CODE,
     cache: "omit-software"
     conda:
         "../envs/avmae.yaml"
@@ -62,9 +60,11 @@ rule download_shard:
         work="results/data/{dataset}/work/{shard}",
         template=lambda w: url_template(w.dataset),
         options=lambda w: download_options(w.dataset),
-        code=DATA_CODE,
     cache: "omit-software"
     threads: config["threads"]["data"]
+    # parallel downloads steer the run, not its result: a resource, so editing it reruns nothing
+    resources:
+        workers=config["download"]["workers"],
     conda:
         "../envs/avmae.yaml"
     log:
@@ -72,6 +72,7 @@ rule download_shard:
     shell:
         "(avmae download --format clips --list {params.list} --url-template {params.template:q}"
         " --out {params.work}/media --manifest {params.work}/manifest.csv {params.options}"
+        " --workers {resources.workers}"
         " && avmae publish-shard --work-manifest {params.work}/manifest.csv"
         " --manifest {output.manifest} --media {output.media}) > {log} 2>&1"
 
@@ -84,8 +85,6 @@ rule download:
         manifest="results/data/{dataset}/manifest.csv",
         report="results/data/{dataset}/availability.json",
         ids="results/data/{dataset}/clips_used.csv",
-    params:
-        code=DATA_CODE,
     conda:
         "../envs/avmae.yaml"
     log:
@@ -105,13 +104,13 @@ rule as500k:
         stats="results/data/{dataset}/as500k_stats.json",
     params:
         lists=lambda w: list_options(w.dataset, splits=("train",)),
-        subset=lambda w: dataset_config(w.dataset)["as500k"],
-        code=DATA_CODE,
+        size=lambda w: dataset_config(w.dataset)["as500k"]["size"],
+        seed=lambda w: dataset_config(w.dataset)["as500k"]["seed"],
     cache: "omit-software"
     conda:
         "../envs/avmae.yaml"
     log:
         "results/data/{dataset}/log/as500k.log",
     shell:
-        "avmae as500k {params.lists} --size {params.subset[size]} --seed {params.subset[seed]}"
+        "avmae as500k {params.lists} --size {params.size} --seed {params.seed}"
         " --out {output.list} --stats {output.stats} > {log} 2>&1"

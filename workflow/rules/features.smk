@@ -14,8 +14,7 @@ rule features_shard:
     wildcard_constraints:
         shard=r"\d{5}",
     params:
-        f=config["features"],
-        code=FEATURES_CODE,
+        options=features_options(),
     cache: "omit-software"
     threads: config["threads"]["data"]
     conda:
@@ -23,12 +22,8 @@ rule features_shard:
     log:
         "results/features/{dataset}/log/features_{shard}.log",
     shell:
-        "avmae features-shard --manifest {input.manifest} --out {output}"
-        " --clip-seconds {params.f[clip_seconds]} --fps {params.f[fps]}"
-        " --short-side {params.f[short_side]} --sample-rate {params.f[sample_rate]}"
-        " --n-mels {params.f[n_mels]} --workers {threads}"
-        " --video-format {params.f[video_format]} --jpeg-quality {params.f[jpeg_quality]}"
-        " > {log} 2>&1"
+        "avmae features-shard --manifest {input.manifest} --out {output} {params.options}"
+        " --workers {threads} > {log} 2>&1"
 
 
 # Joins the shards without copying them: labels (from every row of the dataset's
@@ -43,7 +38,6 @@ rule features:
     params:
         out="results/features/{dataset}",
         labels=lambda w: label_options(w.dataset),
-        code=FEATURES_CODE,
     conda:
         "../envs/avmae.yaml"
     log:

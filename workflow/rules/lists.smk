@@ -16,7 +16,6 @@ if FETCHABLE:
             url=lambda w: FETCHABLE[w.listpath]["url"],
             sha256=lambda w: shlex.join(["--sha256", FETCHABLE[w.listpath]["sha256"]])
             if "sha256" in FETCHABLE[w.listpath] else "",
-            code=DATA_CODE,
         cache: "omit-software"
         retries: 2
         conda:

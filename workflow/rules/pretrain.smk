@@ -13,7 +13,6 @@ rule pretrain:
         settings=lambda w: as_json(pretrain_settings(config, run_of(w))),
         features=lambda w: f"results/features/{run_of(w).dataset}",
         out="results/pretrain/{run}",
-        code=PRETRAIN_CODE,
     # Checkpoints, steps.csv and TensorBoard events stay in the run folder (a rerun resumes
     # from them); a run taken from the cache brings its model, metrics and config.
     cache: "omit-software"

@@ -7,47 +7,6 @@
 # The toy profile writes tiny checkpoints in the same format (avmae toy-zoo) and serves
 # them as file:// URLs ({toy_zoo} in a url).
 
-TOY_ZOO = "results/toy/zoo"
-
-
-def zoo_models():
-    return config.get("zoo", {}).get("models", {})
-
-
-def zoo_model(name):
-    if name not in zoo_models():
-        raise ValueError(f"zoo model {name!r} is not defined under 'zoo.models' in the config")
-    return zoo_models()[name]
-
-
-def zoo_finetuned():
-    return [n for n, m in zoo_models().items() if m.get("modality")]
-
-
-def zoo_settings(name):
-    """What the model is: its run's model settings, and for a finetuned model the
-    finetuning settings of its target (MBT fusion layer, bottlenecks, test protocol)."""
-    m = zoo_model(name)
-    run = PretrainRun.parse(m["run"])
-    if m.get("modality"):
-        return {**finetune_settings(config, run, m["target"]), "target": m["target"], "modality": m["modality"]}
-    return pretrain_settings(config, run)
-
-
-def pretrained_model(run):
-    """The model.pt a finetuning of ``run`` starts from: its pretraining's, or the released
-    model `zoo.stand_in` names for it, which must have the run's model settings."""
-    name = config.get("zoo", {}).get("stand_in", {}).get(run)
-    if name is None:
-        return f"results/pretrain/{run}/model.pt"
-    ours = model_settings(config, PretrainRun.parse(run))
-    released = model_settings(config, PretrainRun.parse(zoo_model(name)["run"]))
-    if ours != released:
-        raise ValueError(f"zoo.stand_in.{run}: {name} is a model of run {zoo_model(name)['run']}, whose model "
-                         f"settings differ from {run}'s ({ours} vs {released})")
-    return f"results/zoo/{name}/model.pt"
-
-
 rule toy_zoo:
     input:
         meta=lambda w: sorted({features_meta(zoo_model(n)["target"]) for n in zoo_finetuned()}),
@@ -55,8 +14,8 @@ rule toy_zoo:
         directory(TOY_ZOO),
     params:
         models=lambda w: as_json({n: zoo_settings(n) for n in zoo_models()}),
-        meta=lambda w: " ".join(f"--meta {zoo_model(n)['target']}={features_meta(zoo_model(n)['target'])}"
-                                for n in zoo_finetuned()),
+        meta=lambda w: " ".join(sorted({f"--meta {zoo_model(n)['target']}={features_meta(zoo_model(n)['target'])}"
+                                        for n in zoo_finetuned()})),
         seed=config["seed"],
     conda:
         "../envs/avmae.yaml"
@@ -131,13 +90,6 @@ rule zoo_evaluate:
     shell:
         "avmae evaluate --features {params.features} --settings {params.settings:q} --model {input.model}"
         " --modality {params.modality} --threads {threads} --out results/zoo/{wildcards.name}/eval > {log} 2>&1"
-
-
-def zoo_entries():
-    return [{"name": n, "dataset": zoo_model(n)["target"], "modality": zoo_model(n)["modality"],
-             "released": zoo_model(n).get("reported"), "metrics": f"results/zoo/{n}/eval/metrics.json",
-             "availability": f"results/data/{zoo_model(n)['target']}/availability.json"}
-            for n in zoo_finetuned()]
 
 
 rule zoo_table:
