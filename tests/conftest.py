@@ -119,7 +119,8 @@ def tiny_settings():
             "finetune": stage(optimizer={"name": "sgd", "lr": 0.05, "lr_batch": 64, "momentum": 0.9,
                                          "weight_decay": 0.0},
                               grad_clip=1.0, label_smoothing=0.1, drop_path=0.1, eval_clips=2,
-                              layer_decay=0.75, mbt={"bottlenecks": 4, "fusion_layer": 1})}
+                              layer_decay=0.75, mbt={"bottlenecks": 4, "fusion_layer": 1,
+                                                  "transfer": "official"})}
 
 
 def copy_workflow(dst: Path) -> dict:
@@ -156,3 +157,63 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 90
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
+
+# -- every test leaves the process as it found it; no test's subprocess runs unbounded -----
+LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
+                "AVMAE_SINGLE_PROCESS", "AVMAE_INIT_METHOD")
+
+
+@pytest.fixture(autouse=True)
+def distributed_teardown():
+    """``setup_distributed()`` (in-process training) sets RANK / WORLD_SIZE / ... and opens
+    a gloo group: a test that did so gets both removed afterwards, so later tests (and
+    the processes they start) see the environment they would see alone."""
+    import os
+
+    import torch.distributed as dist
+    before = {k: os.environ.get(k) for k in LAUNCHER_ENV}
+    was_initialized = dist.is_available() and dist.is_initialized()
+    yield
+    if dist.is_available() and dist.is_initialized() and not was_initialized:
+        if "deepspeed.comm" in sys.modules:   # also drops DeepSpeed's cached groups of that world
+            sys.modules["deepspeed.comm"].destroy_process_group()
+        else:
+            dist.destroy_process_group()
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+SUBPROCESS_TIMEOUT = 900   # seconds: the longest a test's own subprocess.run may take (snakemake runs)
+_subprocess_run = subprocess.run
+
+
+def _run_with_timeout(*args, **kwargs):
+    """subprocess.run as the tests call it: with a default timeout, so a hung child (gloo,
+    DeepSpeed, ffmpeg) fails its test with TimeoutExpired instead of hanging the suite.
+    Calls from the code under test keep their own behaviour."""
+    caller = sys._getframe(1).f_code.co_filename
+    if kwargs.get("timeout") is None and Path(caller).resolve().parent == ROOT / "tests":
+        kwargs["timeout"] = SUBPROCESS_TIMEOUT
+    return _subprocess_run(*args, **kwargs)
+
+
+subprocess.run = _run_with_timeout
+
+
+# -- the slow half: end-to-end runs (Snakemake on the toy workflow, SLURM, multi-process CLI) --
+# Tests in files that mark themselves (test_distributed.py, test_slurm.py) need nothing here;
+# these are the workflow runs of the other files, found by the fixture that runs them.
+SLOW_FIXTURES = {"workdir",   # test_workflow.py: the toy workflow to Table 1, then reruns
+                 "clone"}     # test_front_door.py: snakemake on a clone of the repository
+SLOW_TESTS = {"test_data_fetch.py::test_the_workflow_fetches_a_configured_list_once",
+              "test_cache.py::test_second_clone_takes_data_features_and_pretraining_from_the_cache"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or \
+                f"{item.path.name}::{item.originalname}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

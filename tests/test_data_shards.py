@@ -1,6 +1,7 @@
 """Sharding, AS-500K balancing and the data command line."""
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -26,7 +27,21 @@ def test_shards_are_deterministic_and_stable_under_edits():
     edited = split_clips(clips[:-1] + [Clip("new", 0.0, "a", "train")], 10)
     changed = [i for i in range(10) if edited[i] != parts[i]]
     assert len(changed) <= 2  # only the shards of the removed and the added row
-    assert shard_of("-abc", 7) == shard_of("-abc", 7)
+
+
+def test_shard_of_is_a_stable_hash_not_pythons_salted_one():
+    """Literal values, from blake2b(key, digest_size=8) read big-endian, mod the shard count
+    (the documented scheme; Python's hash() is salted per process and would differ in a
+    child process with another PYTHONHASHSEED)."""
+    import hashlib
+    assert int.from_bytes(hashlib.blake2b(b"-abc", digest_size=8).digest(), "big") % 7 == 1
+    assert [shard_of(k, 7) for k in ("-abc", "vid0000", "P01_01")] == [1, 4, 5]
+    assert [shard_of("-abc", n) for n in (2, 10, 1000)] == [1, 7, 57]
+    code = "from avmae.acquire.shards import shard_of; print(shard_of('-abc', 1000))"
+    for hashseed in ("1", "2"):
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               timeout=120, env={**os.environ, "PYTHONHASHSEED": hashseed})
+        assert child.stdout.strip() == "57"
 
 
 def test_clips_of_one_video_share_a_shard():
@@ -70,7 +85,7 @@ def test_as500k_recipe_balances_and_is_deterministic():
 
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "avmae.cli", *args],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, timeout=300)
 
 
 def test_command_line_split_list_and_as500k(tmp_path):
@@ -93,7 +108,7 @@ def test_bad_list_names_file_and_line(tmp_path):
     bad.write_text("ok000000001,1,a,train\nbroken,x,a,train\n")
     proc = subprocess.run([sys.executable, "-m", "avmae.cli", "split-list", "--list",
                            str(bad), "--shards", "2", "--out", str(tmp_path / "l")],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, timeout=300)
     assert proc.returncode != 0 and f"{bad}:2: start_seconds 'x' is not a number" in proc.stderr
     assert not (tmp_path / "l").exists()
 

@@ -72,7 +72,8 @@ def test_every_strategy_runs(encoder, decoder):
     assert out["pred"]["audio"].shape == (2, 32, 256)
     assert out["pred"]["video"].shape == (2, 8, 384)
     assert out["mask"]["audio"].sum(1).tolist() == [16, 16]   # 0.5 of 32
-    assert out["mask"]["video"].sum(1).tolist() == [8 - num_visible(8, 0.9)] * 2
+    # 8 video tokens (4 frames / 2, (16 / 8)^2), ratio 0.9: int(0.9 * 8) = 7 hidden (official masking)
+    assert out["mask"]["video"].sum(1).tolist() == [7, 7]
     assert torch.isfinite(loss)
 
 
@@ -92,17 +93,32 @@ def test_loss_only_on_masked_tokens():
 
 
 def test_model_loss_is_masked_mse_of_recorded_mask():
-    """The model's audio loss is unchanged by target errors on visible tokens."""
+    """The model's audio loss, recomputed by hand (not with ``masked_mse``): the target
+    patches cut out of the spectrogram with slicing (token t * 8 + f is time block t, mel
+    block f of 16x16, see test_patchify_matches_tokenizer_order), squared error averaged
+    over the 256 values of each hidden patch, then over the hidden patches of the batch;
+    errors on visible tokens do not count."""
     model = AVMAE(tiny())
     with torch.no_grad():
         for m in ("audio", "video"):
             model.head[m].weight.normal_()
     x = inputs()
     _, out = model(x, generator=torch.Generator().manual_seed(1))
-    target = model.targets(x)["audio"]
-    target[~out["mask"]["audio"]] += 50.0
-    recomputed = masked_mse(out["pred"]["audio"], target, out["mask"]["audio"])
-    assert recomputed.item() == pytest.approx(out["losses"]["audio"].item(), rel=1e-5)
+    pred, mask = out["pred"]["audio"], out["mask"]["audio"]
+    assert mask.shape == (2, 32) and mask.sum().item() == 2 * 16    # 64/16 x 128/16 tokens, half hidden
+    total, hidden = 0.0, 0
+    for b in range(2):
+        for t in range(4):
+            for f in range(8):
+                token = t * 8 + f
+                patch = x["audio"][b, 0, 16 * t:16 * t + 16, 16 * f:16 * f + 16].reshape(-1)
+                if mask[b, token]:
+                    total += ((pred[b, token] - patch) ** 2).mean().item()
+                    hidden += 1
+    assert hidden == 32
+    assert out["losses"]["audio"].item() == pytest.approx(total / hidden, rel=1e-5)
+    everywhere = ((pred - model.tokenizers["audio"].patchify(x["audio"])) ** 2).mean().item()
+    assert abs(everywhere - total / hidden) > 1e-3    # so counting visible tokens too would be caught
 
 
 def cross_modal_gradient(encoder: str) -> float:
@@ -308,11 +324,13 @@ def test_seeded_masks_do_not_depend_on_the_batch():
     model = AVMAE(tiny("mid", "shared"))
     x = inputs()
     seeds = sample_seeds(0, 3, torch.tensor([5, 9]))
-    assert seeds == sample_seeds(0, 3, torch.tensor([5, 9])) and seeds[0] != seeds[1]
+    # Literal values: numpy's SeedSequence([seed, epoch, clip]).generate_state(1), whose
+    # output numpy keeps stable across versions; a salted hash or a shared RNG would differ.
+    assert seeds == [2975998657, 112866602]
     _, both = model(x, seeds=seeds)
     _, second = model({m: v[1:] for m, v in x.items()}, seeds=seeds[1:])
     for m in ("audio", "video"):
         assert torch.equal(both["mask"][m][1:], second["mask"][m])
         assert not torch.equal(both["mask"][m][0], both["mask"][m][1])
-    assert sample_seeds(0, 4, torch.tensor([5]))[0] != seeds[0]  # a new epoch, a new mask
+    assert sample_seeds(0, 4, torch.tensor([5])) == [1462329772]  # a new epoch, a new seed, a new mask
 

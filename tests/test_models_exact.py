@@ -45,9 +45,30 @@ def meta_avmae(cfg: ModelConfig) -> AVMAE:
         return AVMAE(cfg)
 
 
-def test_hand_counts_match_known_vit_sizes():
-    assert BLOCK["base"] == 7_087_872 and BLOCK["large"] == 12_596_224
-    assert BLOCK["dec_base"] == 1_774_464 and BLOCK["dec_large"] == 3_152_384
+def test_one_block_has_the_published_vit_block_size():
+    """avmae's transformer block against numbers that do not come from this file's formula.
+
+    Source of truth: the published totals of timm's ``vit_base_patch16_224`` (86,567,656)
+    and ``vit_large_patch16_224`` (304,326,632), 1000 classes, 197 tokens, minus the parts
+    outside the blocks: patch embedding (3*16*16*d + d), class token (d), position
+    embedding (197 d), final norm (2d), head (1000 d + 1000); what is left, split over
+    12 (24) blocks, is 7,087,872 (12,596,224) per block."""
+    from avmae.models.vit import Block
+
+    def per_block(total, d, depth):
+        rest = (3 * 16 * 16 * d + d) + d + 197 * d + 2 * d + (1000 * d + 1000)
+        assert (total - rest) % depth == 0
+        return (total - rest) // depth
+
+    assert per_block(86_567_656, 768, 12) == 7_087_872
+    assert per_block(304_326_632, 1024, 24) == 12_596_224
+    with torch.device("meta"):
+        assert count(Block(768, 12, 3072)) == 7_087_872
+        assert count(Block(1024, 16, 4096)) == 12_596_224
+        assert count(Block(384, 6, 1536)) == 1_774_464    # 4d^2 + 2dh + 9d + h at d=384, h=1536
+        assert count(Block(512, 8, 2048)) == 3_152_384    # and at d=512, h=2048
+    assert (BLOCK["base"], BLOCK["large"], BLOCK["dec_base"], BLOCK["dec_large"]) == \
+        (7_087_872, 12_596_224, 1_774_464, 3_152_384)
 
 
 def test_paper_token_counts():
@@ -58,7 +79,9 @@ def test_paper_token_counts():
     with torch.device("meta"):
         assert video(torch.empty(1, 3, 16, 224, 224)).shape == (1, 1568, 8)
         assert audio(torch.empty(1, 1, 800, 128)).shape == (1, 400, 8)
-    # visible = n (1 - ratio): video 0.9, audio 0.5 (VGGSound) and 0.7 (AudioSet)
+    # The official random_masking hides int(ratio * n) tokens, written out by hand:
+    # video int(0.9 * 1568) = 1411 hidden -> 157 visible; audio int(0.5 * 400) = 200 -> 200;
+    # AudioSet audio int(0.7 * 496) = int(347.2) = 347 -> 149 visible.
     assert num_visible(1568, 0.9) == 157 and num_visible(400, 0.5) == 200 and num_visible(496, 0.7) == 149
 
 

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -95,14 +94,22 @@ def test_expand_hostlist():
                                                                    "n9x", "n10x"]
 
 
-def test_launcher_command_lines():
+def test_launcher_command_lines(tmp_path):
     cmd = ["avmae", "pretrain"]
     assert launch.launch_command(cmd, 1, environ={}) == cmd   # one process: as is, SLURM or not
-    alloc = {"SLURM_JOB_ID": "7", "PATH": os.environ["PATH"]}
-    if shutil.which("srun"):
-        argv = launch.launch_command(cmd, 4, cpus_per_task=8, nodes=1, gpus=4, environ=alloc)
-        assert argv[1:] == ["--ntasks=4", "--kill-on-bad-exit=1", "--cpus-per-task=8", "--nodes=1",
-                            "--gpus-per-task=1", *cmd]
+    # A stand-in srun on a PATH of its own: the command line is checked with or without SLURM.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    alloc = {"SLURM_JOB_ID": "7", "PATH": str(bin_dir)}
+    argv = launch.launch_command(cmd, 4, cpus_per_task=8, nodes=1, gpus=4, environ=alloc)
+    assert argv == [str(bin_dir / "srun"), "--ntasks=4", "--kill-on-bad-exit=1", "--cpus-per-task=8", "--nodes=1",
+                    "--gpus-per-task=1", *cmd]
+    assert launch.launch_command(cmd, 2, environ=alloc) == [str(bin_dir / "srun"), "--ntasks=2",
+                                                            "--kill-on-bad-exit=1", *cmd]
+    with pytest.raises(RuntimeError, match="srun is not on PATH"):
+        launch.launch_command(cmd, 2, environ={"SLURM_JOB_ID": "7", "PATH": str(tmp_path / "empty")})
     with pytest.raises(RuntimeError, match="need a SLURM allocation"):
         launch.launch_command(cmd, 2, environ={})
     with pytest.raises(RuntimeError, match="mpi: srun"):   # inside the executor's srun -n1 step
@@ -145,6 +152,7 @@ def cluster(tmp_path_factory):
     print(f"test cluster stopped in {c.stop_seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_teardown_ends_running_jobs_and_daemons(tmp_path):
     require_cluster_tools()
     c = SlurmCluster(tmp_path / "cluster").start()
@@ -278,6 +286,7 @@ def slurm_runs(cluster, slurm_workdir, tmp_path_factory):
     return failed, rerun, reference
 
 
+@pytest.mark.slow
 def test_failing_job_fails_the_workflow_with_its_slurm_log(slurm_runs, slurm_workdir):
     failed, _, _ = slurm_runs
     out = failed.stdout + failed.stderr
@@ -295,6 +304,7 @@ def test_failing_job_fails_the_workflow_with_its_slurm_log(slurm_runs, slurm_wor
     assert (slurm_workdir / "results/features/vggsound/meta.json").exists()
 
 
+@pytest.mark.slow
 def test_rerun_after_the_fix_resumes_and_every_job_went_through_sbatch(slurm_runs, slurm_workdir):
     failed, rerun, _ = slurm_runs
     out = rerun.stdout + rerun.stderr
@@ -313,6 +323,7 @@ def test_rerun_after_the_fix_resumes_and_every_job_went_through_sbatch(slurm_run
     assert table.iloc[:, 0].tolist() == ["Mid-fusion"] and ours.shape[1] == 3 and ours.stack().between(0, 100).all()
 
 
+@pytest.mark.slow
 def test_pretraining_ran_as_two_slurm_tasks_in_one_deepspeed_group(slurm_runs, slurm_workdir):
     run_dir = next((slurm_workdir / "results/pretrain").glob("*/metrics.json")).parent
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -328,6 +339,7 @@ def test_pretraining_ran_as_two_slurm_tasks_in_one_deepspeed_group(slurm_runs, s
     assert store.parent.name.startswith("avmae-rdzv-") and not store.parent.exists()
 
 
+@pytest.mark.slow
 def test_two_slurm_tasks_reach_the_single_process_loss(slurm_runs, slurm_workdir):
     """The same settings in one process give the same losses.
 

@@ -114,9 +114,13 @@ def test_pretrain_then_finetune(features_dir, tiny_settings, tmp_path):
         out = tmp_path / f"ft_{modality}"
         metrics = finetune.run(tiny_settings, features_dir, tmp_path / "pre" / "model.pt", modality, out)
         saved = json.loads((out / "metrics.json").read_text())
-        assert saved == json.loads(json.dumps(metrics))   # the file holds exactly what run() returned
-        assert saved["test_clips"] == 6 and 0.0 <= saved["top1"] <= 100.0
-        assert saved["eval_clips"] == 2
+        assert saved["top1"] == metrics["top1"]
+        # write_features: 6 test clips, so top-1 is k/6 of 100 for a whole number k of right clips
+        assert saved["test_clips"] == 6 and saved["eval_clips"] == 2
+        right = saved["top1"] * 6 / 100
+        assert right == pytest.approx(round(right), abs=1e-9) and 0 <= round(right) <= 6
+        # 2 epochs of 16 train clips in batches of 8: 4 steps, the curve one value per epoch
+        assert saved["steps"] == 2 * 16 // 8 and len(saved["loss_curve"]) == 2
 
 
 def test_decoding_on_the_device_trains_as_decoding_in_the_loader(features_dir, tiny_settings, tmp_path):
@@ -237,6 +241,9 @@ def test_finetune_heads_and_metrics_follow_the_label_kind(tiny_settings, tmp_pat
     result = finetune.run(s, features, tmp_path / "pre" / "model.pt", "av", tmp_path / "ft")
     assert metrics <= set(result) and "top1" not in result
     assert all(0.0 <= result[m] <= 100.0 for m in metrics)
+    if kind == "verb_noun":   # 6 test clips: each is k/6 of 100; an action needs both right
+        assert all(result[m] * 6 / 100 == pytest.approx(round(result[m] * 6 / 100), abs=1e-9) for m in metrics)
+        assert result["action_top1"] <= min(result["verb_top1"], result["noun_top1"]) + 1e-9
     assert all(math.isfinite(x) for x in result["loss_curve"])
 
 
@@ -302,9 +309,103 @@ def test_map_and_epic_metrics():
     perfect = targets + 0.1
     assert mean_average_precision(perfect, targets) == pytest.approx(100.0)  # class 2 has no positive
     worst = 1.0 - targets
-    assert mean_average_precision(worst, targets) < 70.0
+    # By hand (sklearn AP: sum over thresholds of (R_n - R_{n-1}) P_n, ties one threshold):
+    # class 0 scores [0, 1, 0] for targets [1, 0, 1]: at 1 nothing is found, at 0 both
+    # positives with one negative -> P = 2/3 at R = 1: AP 2/3; class 1 the same; class 2
+    # has no positive and is left out. mAP = 200/3.
+    assert mean_average_precision(worst, targets) == pytest.approx(200 / 3)
+    # no ties: scores 0.9 0.8 0.7 0.6 for targets 1 0 1 0: positives at ranks 1 and 3,
+    # AP = (1/1 + 2/3) / 2 = 5/6; the second class ranks its one positive second: AP 1/2;
+    # mAP = (5/6 + 1/2) / 2 = 2/3 (pooling both classes, "micro", would give 13/18)
+    ranked = np.array([[0.9, 0.5], [0.8, 0.4], [0.7, 0.3], [0.6, 0.2]])
+    assert mean_average_precision(ranked, np.array([[1, 0], [0, 1], [1, 0], [0, 0]])) == \
+        pytest.approx(100 * 2 / 3)
     with pytest.raises(ValueError):
         mean_average_precision(perfect, np.zeros_like(targets))
     m = verb_noun_action(np.eye(3), np.eye(3), np.array([0, 1, 0]), np.array([0, 2, 2]))
     assert m == {"verb_top1": pytest.approx(200 / 3), "noun_top1": pytest.approx(200 / 3),
                  "action_top1": pytest.approx(100 / 3)}
+
+
+# --- metrics of a run against models whose answers are known -------------------------------
+
+class Oracle(torch.nn.Module):
+    """A "model" that reads the class off the features (write_features adds 2 x class to the
+    first 16 mel bins of every frame) and answers it shifted by ``shift``: top-1 100 % for
+    shift 0, 0 % for any other shift; ``constant`` answers class 0 for every clip."""
+
+    def __init__(self, shift=0, constant=False):
+        super().__init__()
+        from avmae.models.heads import HeadSpec
+        self.modalities, self.head_spec = ["audio", "video"], HeadSpec.of("single", 4)
+        self.shift, self.constant = shift, constant
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        level = x["audio"][:, 0, :, :16].float().mean(dim=(1, 2))          # ~ 2 x class
+        label = torch.zeros_like(level).long() if self.constant else (level / 2).round().long()
+        return torch.nn.functional.one_hot((label + self.shift) % 4, 4).float()
+
+
+def test_evaluation_gives_the_known_answers(features_dir, tiny_settings):
+    """The evaluation path (views, averaging, scoring) against answers known beforehand:
+    labels of the 6 test clips are 0 1 2 3 0 1 (write_features: i % 4), so a right oracle
+    scores 100, a shifted one 0, and always answering class 0 scores 2/6 = 33.3."""
+    stage = dict(tiny_settings["finetune"])
+    stage["input"] = {**stage["input"], "audio_norm": "raw"}
+    data = finetune.dataset(features_dir, "test", stage, train=False, seed=0, modality="av")
+    assert data.targets["label"].tolist() == [0, 1, 2, 3, 0, 1]
+    got = {name: finetune.evaluate(model, data, stage, "cpu", torch.float32)
+           for name, model in (("right", Oracle()), ("shifted", Oracle(shift=1)), ("zero", Oracle(constant=True)))}
+    assert got["right"]["top1"] == 100.0 and got["shifted"]["top1"] == 0.0
+    assert got["zero"]["top1"] == pytest.approx(100 * 2 / 6)
+    assert all(g["test_clips"] == 6 for g in got.values())
+
+
+# --- non-finite losses (finetune/pretrain ``on_nonfinite``) ----------------------------------
+
+def nan_at(monkeypatch, call: int, values: list):
+    """Make the AV-MAE's loss NaN at its ``call``-th forward (0-based), recording every loss."""
+    original = AVMAE.forward
+    calls = [0]
+
+    def forward(self, *args, **kw):
+        loss, out = original(self, *args, **kw)
+        k, calls[0] = calls[0], calls[0] + 1
+        if k == call:
+            loss = loss * float("nan")
+        values.append(loss.item())
+        return loss, out
+
+    monkeypatch.setattr(AVMAE, "forward", forward)
+
+
+def test_nonfinite_loss_stop_names_the_step(features_dir, tiny_settings, tmp_path, monkeypatch):
+    """16 clips, batch 8 in micro-batches of 4: 2 micro-batches per optimizer step, 2 steps
+    per epoch. Micro-batch 5 (0-based) is the second of step index 2, the first of epoch 2."""
+    values = []
+    nan_at(monkeypatch, 5, values)
+    with pytest.raises(FloatingPointError, match=r"pretrain: non-finite loss at optimizer step 2 \(epoch 2\)"):
+        pretrain.run(tiny_settings, features_dir, tmp_path / "pre")
+    assert len(values) == 6 and math.isnan(values[5]) and all(math.isfinite(v) for v in values[:5])
+    assert not (tmp_path / "pre" / "model.pt").exists() and not (tmp_path / "pre" / "metrics.json").exists()
+
+
+def test_nonfinite_loss_skip_drops_that_micro_batch_and_goes_on(features_dir, tiny_settings, tmp_path,
+                                                                monkeypatch):
+    import pandas as pd
+    tiny_settings["pretrain"]["on_nonfinite"] = "skip"
+    values = []
+    nan_at(monkeypatch, 5, values)
+    metrics = pretrain.run(tiny_settings, features_dir, tmp_path / "pre")
+    assert len(values) == 8 and math.isnan(values[5])          # all 8 micro-batches ran
+    assert metrics["skipped_batches"] == 1 and metrics["steps"] == 4
+    assert json.loads((tmp_path / "pre" / "metrics.json").read_text())["skipped_batches"] == 1
+    log = pd.read_csv(tmp_path / "pre" / "log" / "steps.csv")
+    assert log.step.tolist() == [1, 2, 3, 4]
+    # step 3 averages only its finite micro-batch (4); the others average their two
+    assert log.loss[2] == pytest.approx(values[4], rel=1e-6)
+    assert log.loss[0] == pytest.approx((values[0] + values[1]) / 2, rel=1e-6)
+    assert all(math.isfinite(v) for v in metrics["loss_curve"])
+    weights = torch.load(tmp_path / "pre" / "model.pt")
+    assert all(torch.isfinite(w).all() for w in weights.values())

@@ -129,7 +129,11 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
     steps = steps_per_epoch(len(train_set), stage, world, features_dir)
 
     model = build_model(settings, clips.label_space, modality)
-    state = torch.load(pretrained, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(pretrained, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError) as e:   # truncated or not a state dict (a missing file names itself)
+        raise ValueError(f"{pretrained}: cannot read the pretrained model ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); rerun its pretraining or fetch it again") from None
     init_mbt_from_avmae(model, state, ModelConfig.from_dict(settings["model"]), stage["mbt"]["transfer"])
     engine, ds_config = eng.initialize(model, stage, steps * stage["epochs"], world, stage["layer_decay"])
     trainer = Trainer(engine, train_set, stage, steps, out_dir, settings, rank, world, settings["seed"],

@@ -20,6 +20,7 @@ import csv
 import hashlib
 import json
 import math
+import pickle
 import random
 import resource
 import shutil
@@ -126,12 +127,25 @@ class Trainer:
         latest = self.ckpt_dir / "latest"
         if not latest.exists():
             return
-        path, client = self.engine.load_checkpoint(str(self.ckpt_dir))
+        tag = latest.read_text().strip()
+        fresh = f"; delete {self.ckpt_dir} to start this run afresh"
+        if not tag or not (self.ckpt_dir / tag).is_dir():
+            raise RuntimeError(f"{latest}: names checkpoint {tag!r}, which is not in {self.ckpt_dir}{fresh}")
+        try:
+            path, client = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+            raise RuntimeError(f"{self.ckpt_dir / tag}: cannot load the checkpoint "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}){fresh}") from e
         if path is None:
-            raise RuntimeError(f"{self.ckpt_dir}: 'latest' names a checkpoint that cannot be loaded")
-        rng = self._rng_file(latest.read_text().strip())
+            raise RuntimeError(f"{self.ckpt_dir / tag}: 'latest' names a checkpoint that cannot be loaded{fresh}")
+        rng = self._rng_file(tag)
         if rng.exists():
-            _set_rng_state(torch.load(rng, weights_only=False))
+            try:
+                rng_state = torch.load(rng, weights_only=False)
+            except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+                raise RuntimeError(f"{rng}: cannot read rank {self.rank}'s random state "
+                                   f"({type(e).__name__}){fresh}") from e
+            _set_rng_state(rng_state)
         elif "rng" in client:   # written before the per-rank files: rank 0's state
             _set_rng_state(client["rng"])
         else:
