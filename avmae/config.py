@@ -18,9 +18,8 @@ import re
 from dataclasses import dataclass
 
 from avmae.data.audio import AudioInput
-from avmae.models.objectives import OBJECTIVES
+from avmae.models.objectives import MODALITY_SETS, OBJECTIVES
 
-MODALITY_NAMES = {"av": ("audio", "video"), "audio": ("audio",), "video": ("video",)}
 OBJECTIVE_NAMES = {o.replace("_", ""): o for o in OBJECTIVES}
 RUN_PATTERN = re.compile(
     r"(?P<dataset>[a-z0-9]+)_(?P<size>[a-z0-9]+)_(?P<modalities>av|audio|video)"
@@ -43,8 +42,8 @@ class PretrainRun:
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {self.objective!r}")
-        if self.modalities not in MODALITY_NAMES:
-            raise ValueError(f"modalities must be one of {tuple(MODALITY_NAMES)}, got {self.modalities!r}")
+        if self.modalities not in MODALITY_SETS:
+            raise ValueError(f"modalities must be one of {tuple(MODALITY_SETS)}, got {self.modalities!r}")
 
     @property
     def name(self) -> str:
@@ -97,7 +96,7 @@ def model_settings(config: dict, run: PretrainRun) -> dict:
         raise KeyError(f"model size {run.size!r} is not defined under 'sizes' in the config")
     return {**model, **copy.deepcopy(config["sizes"][run.size]), "encoder_strategy": run.encoder,
             "decoder_strategy": run.decoder, "objective": run.objective,
-            "modalities": list(MODALITY_NAMES[run.modalities])}
+            "modalities": list(MODALITY_SETS[run.modalities])}
 
 
 def pretrain_settings(config: dict, run: PretrainRun) -> dict:

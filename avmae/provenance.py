@@ -136,7 +136,8 @@ def command_functions() -> dict[str, tuple[str, str]]:
     return found
 
 
-def _command_code(command: str) -> tuple[str, set[str]]:
+@cache
+def _command_code(command: str) -> tuple[str, frozenset[str]]:
     """(dump of the syntax of ``command``'s function and what it reaches in its module,
     the names that code imports)."""
     if command not in command_functions():
@@ -155,7 +156,7 @@ def _command_code(command: str) -> tuple[str, set[str]]:
     nodes = other + [defs[name] for name in sorted(reached)]
     dump = f"{module}:{func}\n" + "\n".join(ast.dump(n) for n in nodes)
     parts = module.split(".")
-    return dump, _imports(nodes, _package(module)) | {".".join(parts[:i]) for i in range(1, len(parts))}
+    return dump, frozenset(_imports(nodes, _package(module)) | {".".join(parts[:i]) for i in range(1, len(parts))})
 
 
 @cache

@@ -701,7 +701,7 @@ def download(clips: list[Clip], url_template: str, out_dir: str | os.PathLike,
 
     def work(item: tuple[Clip, str | None, str]) -> dict:
         clip, rejected, stem = item
-        end = clip.end if clip.end is not None else clip.start + clip_seconds
+        end = clip.end_at(clip_seconds)
         if rejected:
             batch.count("unavailable")
             return manifest_row(clip, end, "unavailable", reason=rejected)

@@ -80,6 +80,10 @@ class Clip:
         """The id the URL is built from."""
         return self.source or self.id
 
+    def end_at(self, clip_seconds: float) -> float:
+        """Where the segment ends: ``end``, or ``start`` plus the download's clip length."""
+        return self.end if self.end is not None else self.start + clip_seconds
+
 
 def read_rows(path: Path, parse: Callable[[list[str]], Clip | None]) -> list[Clip]:
     """Parse every CSV row of ``path`` with ``parse``; collect all errors, then raise."""

@@ -201,7 +201,7 @@ def register(clips: list[Clip], local: Local, out_dir: str | os.PathLike,
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = Batch(manifest_path, LOCAL_POLICY)
-    ends = [clip.end if clip.end is not None else clip.start + clip_seconds for clip in clips]
+    ends = [clip.end_at(clip_seconds) for clip in clips]
     rows: list[dict | None] = [None] * len(clips)
     todo: dict[int, Path] = {}   # clip index -> source file (clips) or extracted file (tar)
     where: dict[int, str] = {}   # clip index -> the file named in a failure's reason

@@ -219,7 +219,7 @@ def download_videos(clips: list[Clip], url_template: str, out_dir: str | os.Path
     out_dir = Path(out_dir).resolve()
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     batch = Batch(manifest_path, policy)
-    ends = [clip.end if clip.end is not None else clip.start + clip_seconds for clip in clips]
+    ends = [clip.end_at(clip_seconds) for clip in clips]
     rows: list[dict | None] = [None] * len(clips)
     names = stems(clips)
     by_video: dict[str, list[int]] = {}

@@ -19,6 +19,7 @@ from torch import nn
 from .avmae import MODALITIES, ModelConfig, embed, make_tokenizers
 from .fusion import split_joint_depths
 from .heads import HeadSpec
+from .objectives import MODALITY_SETS
 from .vit import Stack, init_weights
 
 
@@ -82,6 +83,14 @@ class MBT(nn.Module):
         if name.startswith("streams."):
             return int(name.split(".")[3]) + 1
         return self.depth + 1
+
+
+def mbt_for(settings: dict, num_classes, modality: str, head: str, drop_path: float = 0.0) -> "MBT":
+    """The MBT of a run's ``settings`` (``model`` and ``finetune.mbt``) for ``modality`` (audio,
+    video or av) with a ``head`` of ``num_classes``."""
+    mbt = settings["finetune"]["mbt"]
+    return MBT(ModelConfig.from_dict(settings["model"]), num_classes, MODALITY_SETS[modality],
+               fusion_layer=mbt["fusion_layer"], bottlenecks=mbt["bottlenecks"], drop_path=drop_path, head=head)
 
 
 def encoder_sources(cfg: ModelConfig, stream: str) -> tuple[list[str], str]:

@@ -2,6 +2,8 @@
 the workflow's run names (``avmae.config``) use them when Snakemake parses the rules."""
 
 MODALITIES = ("audio", "video")
+# the modality names of run names and finetuning (av, audio, video) -> their modalities
+MODALITY_SETS = {"av": MODALITIES, "audio": ("audio",), "video": ("video",)}
 # objective -> (modalities reconstructed, modalities whose encoded tokens enter the decoder)
 OBJECTIVES = {
     "joint": (MODALITIES, MODALITIES),

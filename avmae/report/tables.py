@@ -129,28 +129,32 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
+def latex_table(title: str, align: str, head: list[str], rows: list[list[str]], footnote: str) -> str:
+    """A booktabs table: ``head`` lines (each ending ``\\\\`` or a rule) above the ``midrule``,
+    ``rows`` of cells below it, the footnote under the tabular."""
+    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(title)}}}",
+             r"\begin{tabular}{" + align + "}", r"\toprule", *head, r"\midrule",
+             *(" & ".join(cells) + r" \\" for cells in rows),
+             r"\bottomrule", r"\end{tabular}", f"\\par\\smallskip{{\\footnotesize {latex_escape(footnote)}}}",
+             r"\end{table}", ""]
+    return "\n".join(lines)
+
+
 def to_latex(df: pd.DataFrame, decimals: int = 1) -> str:
     """A booktabs table: label columns, then per paper column a group of ours / paper (/ diff)."""
     labels, columns = df.attrs["label_columns"], df.attrs["columns"]
     parts = df.attrs.get("parts") or [p for p in PARTS if f"{columns[0]} ({p})" in df.columns]
     n = len(labels) + len(parts) * len(columns)
-    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(df.attrs['title'])}}}",
-             r"\begin{tabular}{" + "l" * len(labels) + "r" * (n - len(labels)) + "}", r"\toprule"]
-    head = [""] * len(labels) + [f"\\multicolumn{{{len(parts)}}}{{c}}{{{latex_escape(c)}}}" for c in columns]
-    lines.append(" & ".join(head) + r" \\")
+    groups = [""] * len(labels) + [f"\\multicolumn{{{len(parts)}}}{{c}}{{{latex_escape(c)}}}" for c in columns]
     rules = [f"\\cmidrule(lr){{{len(labels) + 1 + i * len(parts)}-{len(labels) + (i + 1) * len(parts)}}}"
              for i in range(len(columns))]
-    lines.append(" ".join(rules))
-    lines.append(" & ".join([latex_escape(c) for c in labels] + list(parts) * len(columns)) + r" \\")
-    lines.append(r"\midrule")
-    for _, row in df.iterrows():
-        cells = [latex_escape(row[c]) for c in labels]
-        cells += [format_cell(row[f"{c} ({p})"], decimals) for c in columns for p in parts]
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}",
-              f"\\par\\smallskip{{\\footnotesize {latex_escape(df.attrs.get('footnote', ''))}}}",
-              r"\end{table}", ""]
-    return "\n".join(lines)
+    head = [" & ".join(groups) + r" \\", " ".join(rules),
+            " & ".join([latex_escape(c) for c in labels] + list(parts) * len(columns)) + r" \\"]
+    rows = [[latex_escape(row[c]) for c in labels]
+            + [format_cell(row[f"{c} ({p})"], decimals) for c in columns for p in parts]
+            for _, row in df.iterrows()]
+    return latex_table(df.attrs["title"], "l" * len(labels) + "r" * (n - len(labels)), head, rows,
+                       df.attrs.get("footnote", ""))
 
 
 def write_table(df: pd.DataFrame, out_prefix: str | Path, title: str | None = None, decimals: int = 1) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from avmae.io import write_text
-from avmae.report.tables import format_cell, latex_escape, write_table
+from avmae.report.tables import format_cell, latex_escape, latex_table, write_table
 
 METRICS = {"top1": "top-1 %", "mAP": "mAP %"}
 
@@ -43,14 +43,10 @@ def zoo_table(entries: list[dict], profile: str = "paper") -> pd.DataFrame:
 
 def flat_latex(df: pd.DataFrame) -> str:
     """A booktabs table of ``df``'s columns as they are, its footnote below."""
-    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(df.attrs['title'])}}}",
-             r"\begin{tabular}{" + "".join("r" if df[c].dtype.kind in "if" else "l" for c in df.columns) + "}",
-             r"\toprule", " & ".join(latex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(latex_escape(format_cell(v, 1)) for v in row) + r" \\"
-              for row in df.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}",
-              f"\\par\\smallskip{{\\footnotesize {latex_escape(df.attrs['footnote'])}}}", r"\end{table}", ""]
-    return "\n".join(lines)
+    align = "".join("r" if df[c].dtype.kind in "if" else "l" for c in df.columns)
+    head = [" & ".join(latex_escape(c) for c in df.columns) + r" \\"]
+    rows = [[latex_escape(format_cell(v, 1)) for v in row] for row in df.itertuples(index=False)]
+    return latex_table(df.attrs["title"], align, head, rows, df.attrs["footnote"])
 
 
 def write_zoo_table(entries: list[dict], out_prefix: str | Path, profile: str = "paper") -> pd.DataFrame:

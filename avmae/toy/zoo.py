@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avmae.models.objectives import MODALITY_SETS
 from avmae.zoo import flax_msgpack
 
 KEYS = {"video": "rgb", "audio": "spectrogram"}
@@ -128,7 +129,6 @@ def write_model(spec: dict, classes: int | None, path: str | Path, seed: int = 0
         return
     if classes is None:
         raise ValueError(f"{path}: a finetuned stand-in needs its target dataset's class count")
-    modalities = {"av": ["audio", "video"], "audio": ["audio"], "video": ["video"]}[spec["modality"]]
-    tree = mbt_tree(m["encoder"], classes, modalities, m["video_patch"], m["audio_patch"],
+    tree = mbt_tree(m["encoder"], classes, MODALITY_SETS[spec["modality"]], m["video_patch"], m["audio_patch"],
                     spec["finetune"]["mbt"]["bottlenecks"], seed=seed)
     write_checkpoint(tree, path, "finetune")

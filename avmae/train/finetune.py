@@ -18,17 +18,15 @@ import torch
 from avmae.acquire.lists import read_clips
 from avmae.data.augment import Augment, mixup
 from avmae.data.dataset import AVClipDataset, ClipSubset
-from avmae.features.labels import LabelSpace
 from avmae.io import write_json, write_run_config
 from avmae.models.avmae import ModelConfig
-from avmae.models.mbt import MBT, init_mbt_from_avmae
+from avmae.models.mbt import MBT, init_mbt_from_avmae, mbt_for
+from avmae.models.objectives import MODALITY_SETS
 from avmae.train import engine as eng
 from avmae.train.evaluate import ids_digest, predict
 from avmae.train.loop import Trainer
 from avmae.train.metrics import mean_average_precision, top1, verb_noun_action
 from avmae.train.pretrain import steps_per_epoch
-
-MODALITY_SETS = {"audio": ["audio"], "video": ["video"], "av": ["audio", "video"]}
 
 
 def dataset(features_dir, split: str, stage: dict, train: bool, seed: int, modality: str) -> AVClipDataset:
@@ -40,15 +38,6 @@ def dataset(features_dir, split: str, stage: dict, train: bool, seed: int, modal
                          augment=stage.get("augment"),  # finetune.augment; None: crop + flip
                          video_decode=stage["video_decode"], modalities=MODALITY_SETS[modality],
                          audio=inp)  # audio_window, audio_norm (avmae.data.audio)
-
-
-def build_model(settings: dict, labels: LabelSpace, modality: str) -> MBT:
-    """The finetuning model for ``modality`` with the stage's MBT, stochastic depth, and the
-    head of the dataset's label kind."""
-    stage = settings["finetune"]
-    return MBT(ModelConfig.from_dict(settings["model"]), labels.num_classes, MODALITY_SETS[modality],
-               fusion_layer=stage["mbt"]["fusion_layer"], bottlenecks=stage["mbt"]["bottlenecks"],
-               drop_path=stage["drop_path"], head=labels.kind)
 
 
 def targets(batch: dict, kind: str):
@@ -128,7 +117,8 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
     test_set = dataset(features_dir, "test", stage, train=False, seed=settings["seed"], modality=modality)
     steps = steps_per_epoch(len(train_set), stage, world, features_dir)
 
-    model = build_model(settings, clips.label_space, modality)
+    labels = clips.label_space
+    model = mbt_for(settings, labels.num_classes, modality, labels.kind, stage["drop_path"])
     try:
         state = torch.load(pretrained, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError) as e:   # truncated or not a state dict (a missing file names itself)

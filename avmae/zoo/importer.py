@@ -10,10 +10,9 @@ import torch
 from avmae.acquire.fetch import file_digest
 from avmae.io import atomic_path, write_json
 from avmae.models.avmae import AVMAE, ModelConfig
-from avmae.models.mbt import MBT
+from avmae.models.mbt import mbt_for
+from avmae.models.objectives import MODALITY_SETS
 from avmae.zoo import flax_msgpack, scenic
-
-MODALITY_SETS = {"audio": ["audio"], "video": ["video"], "av": ["audio", "video"]}
 
 
 def _compare(pairs: dict) -> None:
@@ -24,15 +23,18 @@ def _compare(pairs: dict) -> None:
         raise scenic.TreeMismatch("the checkpoint is another architecture: " + "; ".join(wrong))
 
 
+def _size(ours, found: dict) -> tuple[list[int], list[int]]:
+    """(settings, checkpoint) of a transformer's width, depth, heads and MLP width."""
+    keys = ("width", "depth", "heads", "mlp_dim")
+    return [getattr(ours, k) for k in keys], [found[k] for k in keys]
+
+
 def _check_avmae(cfg: ModelConfig, arch: dict) -> None:
-    e, d = cfg.encoder, cfg.decoder
     pairs = {"model.modalities": (list(cfg.modalities), arch["modalities"]),
              "model.encoder_strategy": (cfg.encoder_strategy, arch["encoder_strategy"]),
              "model.decoder_strategy": (cfg.decoder_strategy, arch["decoder_strategy"]),
-             "sizes.<size>.encoder": ([e.width, e.depth, e.heads, e.mlp_dim],
-                                      [arch["encoder"][k] for k in ("width", "depth", "heads", "mlp_dim")]),
-             "sizes.<size>.decoder": ([d.width, d.depth, d.heads, d.mlp_dim],
-                                      [arch["decoder"][k] for k in ("width", "depth", "heads", "mlp_dim")])}
+             "sizes.<size>.encoder": _size(cfg.encoder, arch["encoder"]),
+             "sizes.<size>.decoder": _size(cfg.decoder, arch["decoder"])}
     if cfg.encoder_strategy == "mid":
         pairs["model.joint_layers"] = (cfg.joint_layers, arch["joint_layers"])
     _check_patches(cfg, arch, pairs)
@@ -44,12 +46,6 @@ def _check_patches(cfg: ModelConfig, arch: dict, pairs: dict) -> None:
         pairs["model.video_patch"] = (list(cfg.video_patch), arch["video_patch"])
     if "audio_patch" in arch:
         pairs["model.audio_patch"] = (list(cfg.audio_patch), arch["audio_patch"])
-
-
-def build_mbt(settings: dict, num_classes: int, modality: str, head: str) -> MBT:
-    stage = settings["finetune"]
-    return MBT(ModelConfig.from_dict(settings["model"]), num_classes, MODALITY_SETS[modality],
-               fusion_layer=stage["mbt"]["fusion_layer"], bottlenecks=stage["mbt"]["bottlenecks"], head=head)
 
 
 def import_checkpoint(checkpoint: str | Path, settings: dict, out: str | Path, kind: str | None = None,
@@ -69,27 +65,24 @@ def import_checkpoint(checkpoint: str | Path, settings: dict, out: str | Path, k
     else:
         arch = scenic.mbt_architecture(params)
         modality = modality or ("av" if len(arch["modalities"]) == 2 else arch["modalities"][0])
-        e = cfg.encoder
         pairs = {"--modality": (sorted(MODALITY_SETS[modality]), sorted(arch["modalities"])),
-                 "sizes.<size>.encoder": ([e.width, e.depth, e.heads, e.mlp_dim],
-                                          [arch["encoder"][k] for k in ("width", "depth", "heads", "mlp_dim")])}
+                 "sizes.<size>.encoder": _size(cfg.encoder, arch["encoder"])}
         if modality == "av":
             pairs["finetune.mbt.bottlenecks"] = (settings["finetune"]["mbt"]["bottlenecks"], arch.get("bottlenecks"))
         _check_patches(cfg, arch, pairs)
         _compare(pairs)
-        model = build_mbt(settings, arch["classes"], modality, head)
+        model = mbt_for(settings, arch["classes"], modality, head)
         mapping = scenic.map_mbt(params, model)
     state = model.state_dict()
     scenic.check(mapping, state, set(flax_msgpack.leaves(params)))
     state.update({k: torch.from_numpy(v.copy()).to(state[k].dtype) for k, v in mapping.tensors.items()})
-    model.load_state_dict(state)
     out = Path(out)
     record = {"kind": found, "source": {"path": str(checkpoint), "url": url, "sha256": file_digest(checkpoint),
                                         "bytes": Path(checkpoint).stat().st_size, "params_at": where},
               "architecture": arch, "modality": modality, "head": head if found == "mbt" else None,
               "leaf_of_parameter": dict(sorted(mapping.sources.items()))}
     with atomic_path(out / "model.pt") as tmp:
-        torch.save(model.state_dict(), tmp)
+        torch.save(state, tmp)
     write_json(out / "import.json", record)
     return record
 
@@ -104,7 +97,7 @@ def evaluate_released(settings: dict, features_dir: str | Path, model_pt: str | 
     stage = settings["finetune"]
     test_set = finetune.dataset(features_dir, "test", stage, train=False, seed=settings["seed"], modality=modality)
     labels = test_set.label_space
-    model = build_mbt(settings, labels.num_classes, modality, labels.kind)
+    model = mbt_for(settings, labels.num_classes, modality, labels.kind)
     state = torch.load(model_pt, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state)

@@ -251,13 +251,14 @@ def check(mapping: Mapping, state: dict[str, torch.Tensor], leaves: set[str]) ->
     unset = sorted(set(state) - set(mapping.tensors))
     shapes = [f"{k}: checkpoint {tuple(v.shape)} ({mapping.sources[k]}), ours {tuple(state[k].shape)}"
               for k, v in mapping.tensors.items() if k in state and tuple(v.shape) != tuple(state[k].shape)]
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+
     problems = []
     if unused:
-        problems.append(f"{len(unused)} checkpoint leaves map to nothing: {', '.join(unused[:8])}"
-                        + (" ..." if len(unused) > 8 else ""))
+        problems.append(f"{len(unused)} checkpoint leaves map to nothing: {listed(unused)}")
     if unset:
-        problems.append(f"{len(unset)} of our parameters have no leaf: {', '.join(unset[:8])}"
-                        + (" ..." if len(unset) > 8 else ""))
+        problems.append(f"{len(unset)} of our parameters have no leaf: {listed(unset)}")
     if shapes:
         problems.append("shapes differ: " + "; ".join(shapes[:8]))
     if problems:
