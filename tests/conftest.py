@@ -48,7 +48,8 @@ def write_features(root, n_train=16, n_test=6, classes=4, seed=0, kind="single")
         video = rng.integers(0, 256, size=(n, 75, 20, 20, 3), dtype=np.uint8)
         np.save(d / "audio.npy", audio)
         np.save(d / "video.npy", video)
-        pd.DataFrame({"id": [f"{split}{i:03d}" for i in range(n)], "label": [names[c] for c in labels],
+        pd.DataFrame({"id": [f"{split}{i:03d}" for i in range(n)], "start_seconds": 0.0,
+                      "label": [names[c] for c in labels],
                       **label_columns(kind, labels, classes), "split": split,
                       "action_first": 0, "action_last": 74}).to_csv(d / "index.csv", index=False)
     meta = {**LABEL_META[kind](names), "audio_frames": 300, "video_frames": 75, "fps": 25, "short_side": 20,

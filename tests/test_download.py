@@ -155,3 +155,18 @@ def test_segments_of_one_video_are_clips_of_their_own(fetched, tmp_path):
     used = pd.read_csv(tmp_path / "used.csv")
     assert used.values.tolist() == [["timecode_B0", 0.0, "test"], ["timecode_A2", 2.0, "train"],
                                     ["timecode_A2", 3.5, "train"]]
+
+    # features and the dataset keep both segments as clips of their own, keyed by (id, start)
+    from avmae.data.dataset import AVClipDataset, ClipSubset
+    from avmae.features.extract import extract
+    extract(tmp_path / "manifest.csv", tmp_path / "features", short_side=32, fps=FPS)
+    index = pd.read_csv(tmp_path / "features" / "train" / "index.csv")
+    assert index[["id", "start_seconds"]].values.tolist() == [["timecode_A2", 2.0], ["timecode_A2", 3.5]]
+    audio = np.load(tmp_path / "features" / "train" / "audio.npy").astype(np.float32)
+    loudest = audio.mean(axis=2).argmax(axis=1)  # the click: source second 3 (time_coded_source)
+    assert abs(loudest[0] - 100) <= 3          # 1 s into the segment from 2 s (10 ms frames)
+    assert not 90 <= loudest[1] <= 110         # before the segment from 3.5 s: not in it
+    data = AVClipDataset(tmp_path / "features", "train", video_frames=4, video_stride=2, crop=32,
+                         audio_frames=1000, train=True)
+    assert data.keys() == [("timecode_A2", 2.0), ("timecode_A2", 3.5)]
+    assert ClipSubset(data, [("timecode_A2", 3.5)]).rows.tolist() == [1]

@@ -117,7 +117,8 @@ def test_jpeg_layout_shapes_and_dtypes(extracted):
         assert offsets.shape == (8, 31) and offsets.dtype == np.int64
         assert offsets[0, 0] == 0 and offsets[-1, -1] == len(data)
         assert (np.diff(offsets, axis=1) > 0).all() and (offsets[1:, 0] == offsets[:-1, -1]).all()
-        assert list(index.columns) == ["id", "label", "label_index", "split", "action_first", "action_last"]
+        assert list(index.columns) == ["id", "start_seconds", "label", "label_index", "split",
+                                       "action_first", "action_last"]
         # a manifest without clip_start: each segment is its whole clip
         assert (index.action_first == 0).all() and (index.action_last == 29).all()
         assert (index.split == split).all() and not set(index.id) & set(BROKEN)

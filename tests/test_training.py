@@ -288,12 +288,14 @@ def test_finetune_on_a_subset_of_the_training_clips(features_dir, tiny_settings,
     from avmae.acquire.lists import Clip, write_clips
     pretrain.run(tiny_settings, features_dir, tmp_path / "pre")
     subset = tmp_path / "as500k.csv"
-    write_clips(subset, [Clip(f"train{i:03d}", 0.0, "x", "train") for i in range(8)] + [Clip("gone", 0.0, "x", "train")])
+    # a clip is its (id, start): train000's segment at 5 s is not the extracted one at 0 s
+    write_clips(subset, [Clip(f"train{i:03d}", 0.0, "x", "train") for i in range(8)]
+                + [Clip("gone", 0.0, "x", "train"), Clip("train000", 5.0, "x", "train")])
     result = finetune.run(tiny_settings, features_dir, tmp_path / "pre" / "model.pt", "audio", tmp_path / "ft", subset)
     assert result["train_clips"] == 8 and result["test_clips"] == 6
-    assert result["train_subset"] == {"list": str(subset), "missing_clips": 1}
+    assert result["train_subset"] == {"list": str(subset), "missing_clips": 2}
     write_clips(subset, [Clip("nowhere", 0.0, "x", "train")])
-    with pytest.raises(ValueError, match=f"{subset}: none of its 1 ids"):
+    with pytest.raises(ValueError, match=rf"{subset}: none of its 1 clips \(id, start\)"):
         finetune.run(tiny_settings, features_dir, tmp_path / "pre" / "model.pt", "audio", tmp_path / "ft2", subset)
 
 

@@ -88,7 +88,7 @@ class AVClipDataset(Dataset):
         split_dir = self.dir / split
         if not (split_dir / "index.csv").exists():
             raise FileNotFoundError(f"{split_dir / 'index.csv'}: split {split!r} has no extracted clips")
-        self.index = pd.read_csv(split_dir / "index.csv", keep_default_na=False)
+        self.index = pd.read_csv(split_dir / "index.csv", keep_default_na=False, dtype={"id": str})
         self.split_dir = split_dir
         self.video_frames, self.video_stride, self.crop = video_frames, video_stride, crop
         self.audio_frames, self.train, self.num_clips, self.seed = audio_frames, train, num_clips, seed
@@ -168,6 +168,13 @@ class AVClipDataset(Dataset):
         if "labels" not in self.targets:
             raise ValueError(f"{self.split_dir / 'index.csv'}: label kind {self.label_space.kind!r} is not multi-label")
         return self.targets["labels"]
+
+    def keys(self) -> list[tuple[str, float]]:
+        """Each clip's (id, start_seconds), in index order: what identifies a clip."""
+        if "start_seconds" not in self.index.columns:
+            raise ValueError(f"{self.split_dir / 'index.csv'}: no start_seconds column (features "
+                             f"extracted before clips were keyed by id and start): rerun the features rule")
+        return list(zip(self.index["id"], self.index["start_seconds"].astype(float)))
 
     def __len__(self) -> int:
         return len(self.index) * (1 if self.train else self.views)
@@ -298,17 +305,19 @@ class AVClipDataset(Dataset):
 
 
 class ClipSubset(Dataset):
-    """The training clips of ``dataset`` whose ids are in ``ids`` (e.g. AS-500K within AS-2M).
+    """The training clips of ``dataset`` listed in ``keys``, (id, start) pairs (e.g. AS-500K
+    within AS-2M; a clip is its id and start, so one segment of a video can be in and
+    another out).
 
     Keys stay ``(epoch, i)`` over the subset and reach ``dataset`` as ``(epoch, clip)``, so
     each clip keeps its own augmentation seed.
     """
 
-    def __init__(self, dataset: AVClipDataset, ids, source: str = "subset list"):
-        wanted = set(map(str, ids))
-        self.rows = np.flatnonzero(dataset.index.id.astype(str).isin(wanted).to_numpy())
+    def __init__(self, dataset: AVClipDataset, keys, source: str = "subset list"):
+        wanted = {(str(vid), float(start)) for vid, start in keys}
+        self.rows = np.array([i for i, key in enumerate(dataset.keys()) if key in wanted], dtype=np.int64)
         if not len(self.rows):
-            raise ValueError(f"{source}: none of its {len(wanted)} ids is among the "
+            raise ValueError(f"{source}: none of its {len(wanted)} clips (id, start) is among the "
                              f"{len(dataset.index)} extracted {dataset.split_dir.name} clips")
         self.dataset, self.missing = dataset, len(wanted) - len(self.rows)
 

@@ -70,7 +70,8 @@ from avmae.features.labels import LabelSpace
 from avmae.ffmpeg import ffmpeg_exe
 from avmae.io import atomic_path, write_json
 
-MANIFEST_COLUMNS = ("id", "label", "split", "status", "path")
+MANIFEST_COLUMNS = ("id", "start_seconds", "label", "split", "status", "path")
+CLIP_KEY = ("id", "start_seconds")  # a clip is its (id, start): segments of one video are clips
 MIN_DECODED_FRACTION = 0.5  # a clip with less than half its audio or video is skipped
 FRAMES_PER_SECOND_AUDIO = 100  # 10 ms filterbank hop
 CHUNK = 64  # clips per read when computing statistics or compacting arrays
@@ -464,11 +465,11 @@ def _action_frames(ok: pd.DataFrame, spec: Spec, manifest_path: Path) -> pd.Data
 
 def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, workers: int,
                    video_format: str = "jpeg", jpeg_quality: int = JPEG_QUALITY) -> tuple[int, list[dict]]:
-    """Write audio.npy, the video storage and clips.csv (id, label, split, action_first,
-    action_last; one row per array row) of one split; return (count, skipped rows)."""
+    """Write audio.npy, the video storage and clips.csv (id, start_seconds, label, split,
+    action_first, action_last; one row per array row) of one split; return (count, skipped rows)."""
     split_dir.mkdir(parents=True, exist_ok=True)
     missed = rows["action_last"] < 0
-    skipped = [{"id": row.id, "split": row.split,
+    skipped = [{"id": row.id, "start_seconds": row.start_seconds, "split": row.split,
                 "reason": f"its segment [{row.start_seconds}, {row.end_seconds}) s misses the stored "
                           f"{spec.clip_seconds:g} s from {row.clip_start} s"}
                for row in rows[missed].itertuples()]
@@ -482,9 +483,10 @@ def _extract_split(rows: pd.DataFrame, split_dir: Path, spec: Spec, workers: int
         (split_dir / stale).unlink(missing_ok=True)  # left by a run with the other format
     good = [i for i, r in enumerate(reasons) if r is None]
     with atomic_path(split_dir / "clips.csv") as tmp:
-        rows.iloc[good][["id", "label", "split", *ACTION_COLUMNS]].to_csv(
+        rows.iloc[good][list(CLIP_KEY + ("label", "split", *ACTION_COLUMNS))].to_csv(
             tmp, index=False, quoting=csv.QUOTE_MINIMAL)
-    skipped += [{"id": rows["id"].iloc[i], "split": rows["split"].iloc[i], "reason": r}
+    skipped += [{"id": rows["id"].iloc[i], "start_seconds": rows["start_seconds"].iloc[i],
+                 "split": rows["split"].iloc[i], "reason": r}
                 for i, r in enumerate(reasons) if r is not None]
     return len(good), skipped
 
@@ -521,9 +523,9 @@ def extract_shard(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
 
     Writes per split ``{split}/audio.npy`` (float16 [N, clip_seconds*100, n_mels], raw
     log-mel), the video storage (``video_format``, see the module docstring) and
-    ``{split}/clips.csv`` (id, label, split and the segment's stored frames,
+    ``{split}/clips.csv`` (id, start_seconds, label, split and the segment's stored frames,
     :func:`_action_frames`; one row per array row), then
-    ``skipped.csv`` (id, split, reason) and, last, ``shard.json``: the sizes, the clip
+    ``skipped.csv`` (id, start_seconds, split, reason) and, last, ``shard.json``: the sizes, the clip
     counts and the train split's log-mel moments, which :func:`combine` sums over shards.
     A shard without ok clips is valid (all its downloads failed) and holds no split.
     """
@@ -547,7 +549,7 @@ def extract_shard(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
             skipped += lost
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "skipped.csv") as tmp:
-        pd.DataFrame(skipped, columns=["id", "split", "reason"]).to_csv(tmp, index=False)
+        pd.DataFrame(skipped, columns=[*CLIP_KEY, "split", "reason"]).to_csv(tmp, index=False)
     shard = {**asdict(spec), "audio_frames": spec.audio_frames, "video_frames": spec.video_frames,
              "video_format": video_format,
              "jpeg_quality": jpeg_quality if video_format == "jpeg" else None, "counts": counts,
@@ -565,7 +567,8 @@ def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike
     single, multi or verb_noun; ``class_list`` the ``--classes`` values, see
     :func:`avmae.acquire.lists.read_classes`)
     come from every row of the dataset's manifest, so indices do not depend on which
-    downloads failed. ``index.csv`` has id, label, the label columns, split and the
+    downloads failed. ``index.csv`` has id, start_seconds (a clip is its id and start:
+    several segments of one video are several clips), label, the label columns, split and the
     stored frames of the clip's listed segment (``action_first``, ``action_last``), one
     row per clip in shard order; ``meta.json``'s ``parts`` maps each split to its shards
     (folder relative to ``out_dir``, clips), and ``audio_mean``/``audio_std`` are those
@@ -593,7 +596,7 @@ def combine(manifest_path: str | os.PathLike, shard_dirs: list[str | os.PathLike
             continue
         rows = pd.concat([pd.read_csv(d / split / "clips.csv", dtype=str, keep_default_na=False)
                           for d, _ in held], ignore_index=True)
-        index = pd.DataFrame({"id": rows["id"], "label": rows["label"],
+        index = pd.DataFrame({**{c: rows[c] for c in CLIP_KEY}, "label": rows["label"],
                               **classes.columns(rows["label"], source=f"{split} clips of {manifest_path}"),
                               "split": rows["split"], **{c: rows[c] for c in ACTION_COLUMNS}})
         with atomic_path(out_dir / split / "index.csv") as tmp:

@@ -46,6 +46,7 @@ def predict(model, data: AVClipDataset, batch_size: int, num_workers: int, devic
     return average_views(np.concatenate([s[1] for s in shares]), all_index, len(data.index))
 
 
-def ids_digest(ids) -> str:
-    """SHA-256 of the evaluated clip ids (in order): which clips a number was computed on."""
-    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()
+def ids_digest(keys) -> str:
+    """SHA-256 of the evaluated clips' (id, start) keys, in order, as ``id,start`` lines
+    (the start as Python writes the float): which clips a number was computed on."""
+    return hashlib.sha256("\n".join(f"{vid},{float(start)!r}" for vid, start in keys).encode()).hexdigest()

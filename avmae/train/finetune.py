@@ -97,7 +97,7 @@ def evaluate(model: MBT, data: AVClipDataset, stage: dict, device, dtype) -> dic
     """Metrics over the test clips, logits averaged over ``eval_clips`` x ``eval_crops`` views per clip."""
     per_clip = predict(model, data, stage["micro_batch_size"], stage["num_workers"], device, dtype)
     return {**scores(model, per_clip, data), "test_clips": len(data.index),
-            "test_ids_sha256": ids_digest(data.index.id)}
+            "test_ids_sha256": ids_digest(data.keys())}
 
 
 def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modality: str,
@@ -113,7 +113,7 @@ def run(settings: dict, features_dir: str | Path, pretrained: str | Path, modali
     clips = dataset(features_dir, "train", stage, train=True, seed=settings["seed"], modality=modality)
     train_set = clips
     if train_ids is not None:
-        train_set = ClipSubset(clips, [c.id for c in read_clips(train_ids)], str(train_ids))
+        train_set = ClipSubset(clips, [(c.id, c.start) for c in read_clips(train_ids)], str(train_ids))
     test_set = dataset(features_dir, "test", stage, train=False, seed=settings["seed"], modality=modality)
     steps = steps_per_epoch(len(train_set), stage, world, features_dir)
 
