@@ -105,7 +105,7 @@ def main() -> None:
                 f.write(json.dumps(row) + "\n")
         timed(f"rerun a done shard ({len(shard)} clips)", len(shard),
               lambda: download(shard, "https://www.youtube.com/watch?v={id}", media, manifest,
-                               workers=2, policy=Policy(sleep=0, rate=0)))
+                               workers=2, policy=Policy(sleep=0, videos_per_hour=0)))
         manifests = [manifest] * a.shards
         timed(f"merge {a.shards} shard manifests", len(shard) * a.shards,
               lambda: merge_manifests(manifests, root / "merged.csv"))

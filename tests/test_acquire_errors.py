@@ -133,7 +133,7 @@ def test_retry_after_seconds_and_dates_through_wrapping():
 def test_youtube_rate_limit_pauses_for_the_default_and_does_not_count(tmp_path, caplog):
     """No Retry-After (YouTube's message): the shard pauses Policy.pause; the rate-limited
     tries are not tries of the clip."""
-    batch = Batch(tmp_path / "manifest.csv", Policy(pause=0.3, sleep=0, rate=0, retries=0))
+    batch = Batch(tmp_path / "manifest.csv", Policy(pause=0.3, sleep=0, videos_per_hour=0, retries=0))
     answers = iter([RateLimited("This content isn't available, try again later", None, "YouTube rate limit")] * 2
                    + [("ok", "clip.mp4")])
 
@@ -155,7 +155,7 @@ def test_youtube_rate_limit_pauses_for_the_default_and_does_not_count(tmp_path, 
 
 
 def test_blocked_is_not_retried_now(tmp_path):
-    batch = Batch(tmp_path / "manifest.csv", Policy(retries=3, backoff=0, sleep=0, rate=0))
+    batch = Batch(tmp_path / "manifest.csv", Policy(retries=3, backoff=0, sleep=0, videos_per_hour=0))
     calls = []
 
     def attempt():

@@ -31,7 +31,7 @@ from avmae.acquire.lists import Clip, write_clips
 from avmae.acquire.shards import merge_manifests
 from avmae.toy.media import write_mp4
 
-FAST = Policy(retries=2, backoff=0.01, max_backoff=0.05, block_after=0, sleep=0, rate=0, timeout=2,
+FAST = Policy(retries=2, backoff=0.01, max_backoff=0.05, block_after=0, sleep=0, videos_per_hour=0, timeout=2,
               pause=0.05)
 
 
@@ -173,7 +173,7 @@ def test_blocked_client_stops_and_marks_nothing_unavailable(server, tmp_path):
     ids = [f"blocked{i}" for i in range(6)]
     server.files.update({v: server.media["long"] for v in ids})
     server.plan.update({v: ["500"] for v in ids})
-    policy = Policy(retries=1, backoff=0.01, block_after=3, sleep=0, rate=0, timeout=2)
+    policy = Policy(retries=1, backoff=0.01, block_after=3, sleep=0, videos_per_hour=0, timeout=2)
     with pytest.raises(ClientBlocked, match="looks rate-limited or blocked"):
         download([clip(v) for v in ids], server.template, tmp_path / "media",
                  tmp_path / "manifest.csv", workers=1, policy=policy)
@@ -191,7 +191,7 @@ def test_rate_limit_pauses_the_shard_then_it_finishes(server, tmp_path, caplog):
     ids = [f"busy{i}" for i in range(6)]
     server.files.update({v: server.media["long"] for v in ids})
     server.throttle, server.retry_after = 3, 1
-    policy = Policy(retries=2, backoff=0.01, block_after=3, sleep=0, rate=0, timeout=5)
+    policy = Policy(retries=2, backoff=0.01, block_after=3, sleep=0, videos_per_hour=0, timeout=5)
     assert policy.pause == 3600.0
     caplog.set_level(logging.INFO, logger="avmae.acquire.download")
     t0 = time.time()
@@ -233,7 +233,7 @@ def test_rate_limited_pause_after_pause_stops_the_shard(server, tmp_path):
     server.files.update({v: server.media["long"] for v in ids})
     server.plan.update({v: ["429"] for v in ids})
     server.retry_after = 0
-    policy = Policy(retries=2, backoff=0.01, block_after=0, sleep=0, rate=0, timeout=5, max_pauses=2)
+    policy = Policy(retries=2, backoff=0.01, block_after=0, sleep=0, videos_per_hour=0, timeout=5, max_pauses=2)
     with pytest.raises(ClientBlocked, match="rate-limited 3 times in a row.*looks rate-limited or blocked"):
         download([clip(v) for v in ids], server.template, tmp_path / "media",
                  tmp_path / "manifest.csv", workers=1, policy=policy)
@@ -267,7 +267,7 @@ def test_malicious_ids_never_leave_the_folder(server, tmp_path, monkeypatch):
 def run_cli(server, shard_list, out, *extra):
     cmd = [sys.executable, "-m", "avmae.cli", "download", "--format", "clips",
            "--list", str(shard_list), "--url-template", server.template, "--out", str(out / "media"),
-           "--manifest", str(out / "manifest.csv"), "--workers", "1", "--sleep", "0", "--rate", "0",
+           "--manifest", str(out / "manifest.csv"), "--workers", "1", "--sleep", "0", "--videos-per-hour", "0",
            "--backoff", "0.01", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

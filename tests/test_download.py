@@ -30,7 +30,7 @@ def time_coded_source(path, seconds, start):
 def decode_raw(path, *args):
     """Raw decoded bytes of a file (no scaling), through our ffmpeg."""
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), *args, "pipe:"]
-    return subprocess.run(cmd, capture_output=True, check=True).stdout
+    return subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
 
 
 def frame_numbers(path):
@@ -57,7 +57,7 @@ def fetched(tmp_path_factory):
     out = root / "out"
     kwargs = dict(url_template=f"file://{src}/{{id}}.mp4", out_dir=out / "media",
                   manifest_path=out / "manifest.csv", workers=2, allow_file_urls=True,
-                  policy=Policy(sleep=0, rate=0))
+                  policy=Policy(sleep=0, videos_per_hour=0))
     manifest = download(clips, **kwargs)
     return root, clips, kwargs, manifest
 

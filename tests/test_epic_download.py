@@ -19,7 +19,7 @@ from avmae.ffmpeg import ffmpeg_exe
 from avmae.toy.media import write_mp4
 
 FIXTURES = Path(__file__).parent / "fixtures"
-FAST = Policy(retries=1, backoff=0.01, max_backoff=0.05, block_after=0, sleep=0, rate=0, timeout=5)
+FAST = Policy(retries=1, backoff=0.01, max_backoff=0.05, block_after=0, sleep=0, videos_per_hour=0, timeout=5)
 SECONDS = 8
 
 
@@ -69,7 +69,8 @@ def segment(narration, video, start, stop):
 def grey_at_start(path):
     """Mean grey level of a clip's first frame."""
     out = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-frames:v", "1",
-                          "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True)
+                          "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True,
+                         timeout=60)
     return np.frombuffer(out.stdout, np.uint8).mean()
 
 
@@ -181,8 +182,8 @@ def test_md5_list_paths_and_mismatch(server, tmp_path):
                            "--list", str(shard), "--url-template", template, "--whole-videos",
                            "--checksums", str(checksums), "--out", str(tmp_path / "media"),
                            "--manifest", str(tmp_path / "manifest.csv"), "--sleep", "0",
-                           "--rate", "0", "--retries", "1", "--backoff", "0.01"],
-                          capture_output=True, text=True, check=False)
+                           "--videos-per-hour", "0", "--retries", "1", "--backoff", "0.01"],
+                          capture_output=True, text=True, check=False, timeout=300)
     assert proc.returncode == 0, proc.stderr
     manifest = pd.read_csv(tmp_path / "manifest.csv", keep_default_na=False).set_index("id")
     assert manifest.status.to_dict() == {"P01_05_0": "ok", "P01_105_0": "failed",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-FORMATS = ("vggsound", "audioset", "epic", "clips")
+from avmae.acquire.lists import FORMATS
+from avmae.acquire.policy import Policy
 
 
 def _read_lists(specs: list[str], fmt: str, classes: list[str] | None) -> list:
@@ -26,7 +27,7 @@ def _read_lists(specs: list[str], fmt: str, classes: list[str] | None) -> list:
 
 
 def cmd_download(a) -> None:
-    from avmae.acquire.download import ClientBlocked, Policy, download
+    from avmae.acquire.download import ClientBlocked, download
     from avmae.acquire.videos import download_videos
 
     from avmae.acquire import runtime
@@ -43,7 +44,8 @@ def cmd_download(a) -> None:
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"avmae download: {e}") from None
     policy = Policy(retries=a.retries, backoff=a.backoff, max_backoff=a.max_backoff,
-                    block_after=a.block_after, sleep=a.sleep, rate=a.rate, verify=not a.no_verify,
+                    block_after=a.block_after, sleep=a.sleep, videos_per_hour=a.videos_per_hour,
+                    pace_file=a.pace_file, verify=not a.no_verify,
                     cookies=a.cookies, proxy=a.proxy, retry_unavailable=a.retry_unavailable,
                     pause=a.rate_limit_pause, max_pauses=a.max_pauses, js_runtime=a.js_runtime,
                     extractor_args=tuple(a.extractor_args or ()))
@@ -174,13 +176,18 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--clip-seconds", type=float, default=10.0,
                    help="length of clips without an end; with --whole-videos, of the context cut around each segment")
     s.add_argument("--workers", type=int, default=2, help="concurrent downloads")
-    s.add_argument("--retries", type=int, default=3, help="retries of a transient failure")
-    s.add_argument("--backoff", type=float, default=30.0, help="seconds before the first retry (doubles)")
-    s.add_argument("--max-backoff", type=float, default=600.0)
-    s.add_argument("--block-after", type=int, default=20,
+    s.add_argument("--retries", type=int, default=Policy.retries, help="retries of a transient failure")
+    s.add_argument("--backoff", type=float, default=Policy.backoff, help="seconds before the first retry (doubles)")
+    s.add_argument("--max-backoff", type=float, default=Policy.max_backoff)
+    s.add_argument("--block-after", type=int, default=Policy.block_after,
                    help="stop after this many clips in a row failed (client blocked); 0: never")
-    s.add_argument("--sleep", type=float, default=2.0, help="seconds to pause after each clip, per worker")
-    s.add_argument("--rate", type=float, default=0.5, help="clip starts per second, all workers; 0: no cap")
+    s.add_argument("--sleep", type=float, default=Policy.sleep, help="seconds to pause after each clip, per worker")
+    s.add_argument("--videos-per-hour", type=float, default=Policy.videos_per_hour,
+                   help="the session's budget: clip starts an hour, over all workers (and over every "
+                        "run with the same --pace-file); YouTube allows ~300 without a PO token, "
+                        "~1000 with one; 0: no cap")
+    s.add_argument("--pace-file", help="a file that paces every run sharing a session (cookies, "
+                                       "proxy or address) to one --videos-per-hour budget")
     s.add_argument("--cookies", help="cookies.txt (Netscape format) for yt-dlp")
     s.add_argument("--proxy", help="proxy URL for yt-dlp")
     s.add_argument("--no-verify", action="store_true",
@@ -188,10 +195,10 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
                         "audio and video streams) still runs")
     s.add_argument("--retry-unavailable", action="store_true",
                    help="try clips an earlier run found unavailable again")
-    s.add_argument("--rate-limit-pause", type=float, default=3600.0,
+    s.add_argument("--rate-limit-pause", type=float, default=Policy.pause,
                    help="seconds the shard pauses when rate-limited (YouTube's 'try again later', "
                         "HTTP 429) and the server names no Retry-After")
-    s.add_argument("--max-pauses", type=int, default=24,
+    s.add_argument("--max-pauses", type=int, default=Policy.max_pauses,
                    help="stop after this many rate-limit pauses in a row; 0: never")
     runtime_options(s)
     s.set_defaults(func=cmd_download)

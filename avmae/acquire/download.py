@@ -68,6 +68,7 @@ import collections
 import contextlib
 import csv
 import email.utils
+import fcntl
 import json
 import logging
 import os
@@ -89,6 +90,7 @@ from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from avmae.acquire import runtime
 from avmae.acquire.lists import Clip
+from avmae.acquire.policy import Policy
 from avmae.acquire.verify import VerifyError, probe_clip, verify_clip
 from avmae.ffmpeg import ffmpeg_exe
 from avmae.io import atomic_path
@@ -157,27 +159,6 @@ class RateLimited(Exception):
     def __init__(self, reason: str, seconds: float | None, what: str):
         super().__init__(reason)
         self.reason, self.seconds, self.what = reason, seconds, what
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Retries, pacing and authentication; the defaults are polite to YouTube."""
-
-    retries: int = 3            # extra attempts after a transient failure
-    backoff: float = 30.0       # seconds before the first retry; doubles each time
-    max_backoff: float = 600.0
-    block_after: int = 20       # clips failed in a row -> ClientBlocked
-    sleep: float = 2.0          # pause after each clip, per worker
-    rate: float = 0.5           # clip starts per second over all workers; 0: no cap
-    verify: bool = True         # decode each kept clip; False: only the cheap check (never skipped)
-    cookies: str | None = None  # Netscape cookies.txt passed to yt-dlp
-    proxy: str | None = None    # e.g. socks5://127.0.0.1:1080
-    timeout: float = 30.0       # socket timeout, seconds
-    retry_unavailable: bool = False
-    pause: float = 3600.0       # rate-limited without Retry-After: seconds the shard pauses
-    max_pauses: int = 24        # pauses in a row (nothing else in between) -> stop; 0: never
-    js_runtime: str | None = None  # Deno binary for yt-dlp (default: avmae.acquire.runtime.deno_path)
-    extractor_args: tuple[str, ...] = ()  # yt-dlp --extractor-args values
 
 
 @dataclass(frozen=True)
@@ -378,19 +359,47 @@ class Journal:
 
 
 class _Pacer:
-    """Spaces clip starts over all workers to at most ``rate`` per second."""
+    """Spaces clip starts ``policy.interval`` s apart: over this run's workers, and with
+    ``policy.pace_file`` over every run that names that file (one YouTube session's
+    shards; the file holds the next free start, as wall-clock seconds, under a lock)."""
 
-    def __init__(self, rate: float):
-        self.interval = 1.0 / rate if rate > 0 else 0.0
+    def __init__(self, policy: Policy):
+        self.interval = policy.interval
+        self.path = Path(policy.pace_file) if policy.pace_file else None
         self.next = 0.0
         self._lock = threading.Lock()
 
-    def wait(self, stop: threading.Event) -> None:
-        with self._lock:
-            now = time.monotonic()
+    def _reserve(self, now: float) -> float:
+        """The start time of the next clip, taken from the shared schedule."""
+        if self.path is None:
             start = max(now, self.next)
             self.next = start + self.interval
+            return start
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            f.seek(0)
+            try:
+                start = max(now, float(f.read() or 0.0))
+            except ValueError:  # a file cut short by a kill: the schedule restarts now
+                start = now
+            f.seek(0)
+            f.truncate()
+            f.write(f"{start + self.interval!r}\n")
+        return start
+
+    def wait(self, stop: threading.Event) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.time()
+            start = self._reserve(now)
         stop.wait(start - now)
+
+    def eta(self, clips: int) -> float:
+        """Seconds that ``clips`` more starts take at the budget (a lower bound: the
+        session's other runs share it)."""
+        return clips * self.interval
 
 
 class _Breaker:
@@ -406,6 +415,12 @@ class _Breaker:
             self.in_a_row = self.in_a_row + 1 if status == "failed" else 0
             if self.limit and self.in_a_row >= self.limit:
                 self.stop.set()
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as ``H:MM:SS`` (hours unbounded)."""
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _clock(t: float) -> str:
@@ -560,7 +575,7 @@ class Batch:
         self.manifest_path, self.policy = Path(manifest_path), policy
         self.journal = Journal(journal_path(manifest_path))
         self.before = self.journal.read()
-        self.pacer, self.breaker = _Pacer(policy.rate), _Breaker(policy.block_after)
+        self.pacer, self.breaker = _Pacer(policy), _Breaker(policy.block_after)
         self.pause = _Pause(policy, self.breaker.stop)
         self.tally: collections.Counter = collections.Counter()
         self._tally_lock = threading.Lock()
@@ -625,7 +640,12 @@ class Batch:
 
     def map(self, work: Callable, items: list, workers: int, unit: str) -> list:
         """``work`` over ``items`` on ``workers`` threads, in order, with a progress bar
-        that counts ok / unavailable / failed clips and the pauses."""
+        that counts ok / unavailable / failed clips and the pauses, and the time the
+        clips left take at the budget (``budget_eta``, a lower bound)."""
+        if self.pacer.interval:
+            log.info("budget: %g videos/hour%s: %d %ss take at least %s", self.policy.videos_per_hour,
+                     f", shared through {self.pacer.path}" if self.pacer.path else "",
+                     len(items), unit, _duration(self.pacer.eta(len(items))))
         results = []
         with ThreadPoolExecutor(max_workers=workers) as pool, \
                 tqdm(total=len(items), desc="download", unit=unit) as bar:
@@ -634,6 +654,8 @@ class Batch:
                 with self._tally_lock:
                     shown = {s: self.tally[s] for s in STATUSES}
                 shown["paused"] = len(self.pause.timeline)
+                if self.pacer.interval:
+                    shown["budget_eta"] = _duration(self.pacer.eta(len(items) - len(results)))
                 bar.set_postfix(shown, refresh=False)
                 bar.update()
         return results

@@ -49,7 +49,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from avmae.acquire.download import Batch, Policy, manifest_row, rejections, stems
+from avmae.acquire.download import Batch, manifest_row, rejections, stems
+from avmae.acquire.policy import Policy
 from avmae.acquire.lists import Clip
 from avmae.acquire.verify import VerifyError, probe_clip
 from avmae.io import atomic_path
@@ -61,7 +62,7 @@ DEFAULT_PATTERNS = {"clips": "{id}_{start:06d}.mp4", "videos": "{id}.mp4", "tar"
 FIELDS = ("id", "start", "end")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 # No network, no pacing, no retries: a local file is there or it is not.
-LOCAL_POLICY = Policy(retries=0, block_after=0, sleep=0.0, rate=0.0, verify=False, max_pauses=0)
+LOCAL_POLICY = Policy(retries=0, block_after=0, sleep=0.0, videos_per_hour=0.0, verify=False, max_pauses=0)
 
 
 class LocalConfigError(ValueError):

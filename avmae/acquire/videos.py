@@ -53,7 +53,6 @@ import pandas as pd
 from avmae.acquire.download import (
     NOT_TRIED,
     Batch,
-    Policy,
     check_template,
     failure,
     manifest_row,
@@ -62,6 +61,7 @@ from avmae.acquire.download import (
     stems,
     verified,
 )
+from avmae.acquire.policy import Policy
 from avmae.acquire.fetch import file_digest
 from avmae.acquire.lists import Clip, ListFormatError, read_rows
 from avmae.acquire.verify import media_seconds

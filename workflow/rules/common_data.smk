@@ -5,8 +5,9 @@ import shlex
 import sys
 
 # download options passed through from config["download"] when set (else the CLI's polite
-# defaults); rate_limit_pause/max_pauses: how a rate-limited shard pauses (avmae download --help)
-PACING = ("retries", "backoff", "max_backoff", "block_after", "sleep", "rate", "cookies", "proxy",
+# defaults, avmae/acquire/policy.py); rate_limit_pause/max_pauses: how a rate-limited shard
+# pauses; videos_per_hour: the budget of each session (download.sessions) over its shards
+PACING = ("retries", "backoff", "max_backoff", "block_after", "sleep", "videos_per_hour",
           "rate_limit_pause", "max_pauses")
 
 
@@ -37,7 +38,8 @@ def toy_options(name):
     return shlex.join(str(o) for key in sorted(toy) for o in (f"--{key.replace('_', '-')}", toy[key]))
 
 
-def download_options(name):
+def download_options(name, shard):
+    """avmae download's options for shard ``shard`` (5 digits) of dataset ``name``."""
     dl = config["download"]
     opts = ["--clip-seconds", dl["clip_seconds"]]   # download.workers: a resource (data.smk), no param
     local = dataset_config(name).get("local")
@@ -48,6 +50,8 @@ def download_options(name):
     for key in PACING:
         if dl.get(key) is not None:
             opts += [f"--{key.replace('_', '-')}", dl[key]]
+    from avmae.acquire.policy import session_options  # cookies, proxy and pace file of the shard's session
+    opts += session_options(dl.get("sessions"), int(shard))
     for arg in dataset_config(name).get("extractor_args") or []:  # yt-dlp's, e.g. the player client
         opts += ["--extractor-args", arg]
     if is_toy(name) or url_template(name).startswith("file:"):  # generated or local copies

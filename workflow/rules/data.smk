@@ -59,7 +59,7 @@ rule download_shard:
         list="results/data/{dataset}/shards/lists/{shard}.csv",
         work="results/data/{dataset}/work/{shard}",
         template=lambda w: url_template(w.dataset),
-        options=lambda w: download_options(w.dataset),
+        options=lambda w: download_options(w.dataset, w.shard),
     cache: "omit-software"
     threads: config["threads"]["data"]
     # parallel downloads steer the run, not its result: a resource, so editing it reruns nothing
