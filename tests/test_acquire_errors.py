@@ -16,7 +16,6 @@ from avmae.acquire.download import (
     Batch,
     Policy,
     RateLimited,
-    classify,
     error_kind,
     failure,
     one_line,
@@ -97,7 +96,11 @@ MESSAGES = [
 def test_youtube_messages_map_to_their_class(message, cls, what):
     kind = error_kind(one_line(Exception(message)))
     assert (kind.cls, kind.what) == (cls, what)
-    assert classify(one_line(Exception(message))) == ("unavailable" if cls == UNAVAILABLE else "failed")
+    if cls == RATE_LIMITED:   # a rate limit is not a clip's failure: the shard pauses
+        with pytest.raises(RateLimited):
+            failure(Exception(message))
+    else:                     # the status a try ends in (blocked: failed, not retried now)
+        assert failure(Exception(message))[0] == {UNAVAILABLE: "unavailable", BLOCKED: "blocked"}.get(cls, "failed")
 
 
 def test_failure_statuses_and_rate_limits():

@@ -176,12 +176,6 @@ def error_kind(message: str) -> ErrorKind:
     return ErrorKind(TRANSIENT, "unrecognised")
 
 
-def classify(message: str) -> str:
-    """The manifest status of a clip whose last try failed with ``message``:
-    ``unavailable`` (permanent) or ``failed`` (everything else)."""
-    return "unavailable" if error_kind(message).cls == UNAVAILABLE else "failed"
-
-
 def retry_after(error: BaseException) -> float | None:
     """Seconds of the Retry-After header of the HTTP answer behind ``error`` (yt-dlp's or
     urllib's HTTPError, found through yt-dlp's wrapping exceptions), or None."""
