@@ -120,6 +120,25 @@ def test_tar_shards_of_clips(mirror, tmp_path):
     assert manifest.status.tolist() == ["unavailable"]
 
 
+def test_tar_hard_links_are_clips_too(mirror, tmp_path):
+    """tar stores the second name of a hard-linked file as a link member (no data of its
+    own); both names are clips, with the same bytes (plain and compressed tars)."""
+    root, clips = mirror
+    (tmp_path / "src").mkdir()
+    first, second = tmp_path / "src" / "aaaaaaaaaaa_000030.mp4", tmp_path / "src" / "bbbbbbbbbbb_000000.mp4"
+    first.write_bytes((root / "aaaaaaaaaaa_000030.mp4").read_bytes())
+    os.link(first, second)
+    for name, mode in (("plain.tar", "w"), ("packed.tar.gz", "w:gz")):
+        with tarfile.open(tmp_path / name, mode) as t:
+            t.add(first, arcname=first.name)
+            t.add(second, arcname=second.name)
+            assert t.getmember(second.name).islnk()
+        out = tmp_path / name.partition(".")[0]
+        manifest = register(clips[:2], check_local(tmp_path / name, "tar"), out / "media", out / "manifest.csv")
+        assert manifest.status.tolist() == ["ok", "ok"], manifest.reason.tolist()
+        assert (out / "media" / "bbbbbbbbbbb.mp4").read_bytes() == first.read_bytes()
+
+
 def test_whole_videos_are_cut_locally(tmp_path):
     """Whole videos {id}.mp4, each segment cut by the whole-video (EPIC) path; missing and
     corrupt videos recorded."""

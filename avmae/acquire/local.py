@@ -162,12 +162,13 @@ def link(source: Path, out: Path) -> None:
 
 
 def _tar_index(tars: tuple[Path, ...]) -> tuple[dict, dict]:
-    """{member path: (tar, TarInfo)} and {file name: (tar, TarInfo)} of the regular files."""
+    """{member path: (tar, TarInfo)} and {file name: (tar, TarInfo)} of the regular files
+    and hard links (tar stores a second name of one file as a link to the first)."""
     by_path, by_name = {}, {}
     for tar in tars:
         with tarfile.open(tar, "r:*") as t:
             for m in t:
-                if m.isfile():
+                if m.isfile() or m.islnk():
                     path = m.name.removeprefix("./")
                     by_path.setdefault(path, (tar, m))
                     by_name.setdefault(path.rpartition("/")[2], (tar, m))
@@ -181,7 +182,7 @@ def _extract(wanted: dict[tuple[Path, str], Path]) -> None:
         with tarfile.open(tar, "r:*") as t:
             for m in t:
                 out = wanted.get((tar, m.name.removeprefix("./")))
-                if out is not None and m.isfile():
+                if out is not None and (m.isfile() or m.islnk()):  # a link reads its target
                     with t.extractfile(m) as src, atomic_path(out) as tmp, tmp.open("wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
 
