@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from avmae.models.avmae import AVMAE, ModelConfig
-from avmae.models.vit import Block, Stack, compile_blocks
+from avmae.models.vit import Block, Stack
 
 NOMINAL_GFLOPS = 125.0  # fp32 matmul throughput of this 2-core machine
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
@@ -106,6 +106,15 @@ def batch(profile: dict, size: int) -> dict[str, torch.Tensor]:
 
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def compile_blocks(module: nn.Module, **options) -> nn.Module:
+    """Compile every transformer ``Block`` of ``module`` in place (regional ``torch.compile``;
+    parameter names and state dicts stay as they are). ``options`` go to ``torch.compile``."""
+    for m in module.modules():
+        if isinstance(m, Block):
+            m.compile(**options)
+    return module
 
 
 def build(job: dict, kind: str) -> AVMAE:

@@ -60,6 +60,19 @@ def write_features(root, n_train=16, n_test=6, classes=4, seed=0, kind="single")
     return root
 
 
+def decode_audio(path, spec):
+    """A clip's mono float32 waveform as the feature stage decodes it (spec.audio_samples long)."""
+    from avmae.features.extract import decode
+    return decode(path, spec)[0]
+
+
+def decode_video(path, spec):
+    """A clip's uint8 frames [spec.video_frames, S, S, 3] as the feature stage's array
+    layout decodes them: short side scaled to S, centre crop."""
+    from avmae.features.extract import _read_rgb, decode
+    return decode(path, spec, audio=False, video_format="array", read_video=_read_rgb(spec))[1]
+
+
 def model_video(item: dict) -> torch.Tensor:
     """An item's video as the model gets it: float [3, T, H, W] in [-1, 1], coloured."""
     from avmae.data.frames import collate, finish_batch
@@ -187,21 +200,22 @@ def distributed_teardown():
             os.environ[key] = value
 
 
-SUBPROCESS_TIMEOUT = 900   # seconds: the longest a test's own subprocess.run may take (snakemake runs)
 _subprocess_run = subprocess.run
 
 
-def _run_with_timeout(*args, **kwargs):
-    """subprocess.run as the tests call it: with a default timeout, so a hung child (gloo,
-    DeepSpeed, ffmpeg) fails its test with TimeoutExpired instead of hanging the suite.
-    Calls from the code under test keep their own behaviour."""
-    caller = sys._getframe(1).f_code.co_filename
-    if kwargs.get("timeout") is None and Path(caller).resolve().parent == ROOT / "tests":
-        kwargs["timeout"] = SUBPROCESS_TIMEOUT
+def _run_requiring_timeout(*args, **kwargs):
+    """subprocess.run as the tests call it: a call from a file in tests/ without
+    ``timeout=`` raises TypeError, so a hung child (gloo, DeepSpeed, ffmpeg) can only fail
+    its test with TimeoutExpired, never hang the suite. Calls from the code under test
+    keep their own behaviour."""
+    caller = sys._getframe(1)
+    path = Path(caller.f_code.co_filename).resolve()
+    if kwargs.get("timeout") is None and ROOT / "tests" in path.parents:
+        raise TypeError(f"tests must pass timeout= to subprocess.run ({path.name}:{caller.f_lineno})")
     return _subprocess_run(*args, **kwargs)
 
 
-subprocess.run = _run_with_timeout
+subprocess.run = _run_requiring_timeout
 
 
 # -- the slow half: end-to-end runs (Snakemake on the toy workflow, SLURM, multi-process CLI) --

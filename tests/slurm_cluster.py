@@ -90,7 +90,7 @@ class SlurmCluster:
         key = self.root / "munge" / "munge.key"
         if not key.exists():
             subprocess.run([_which("mungekey"), "--create", f"--keyfile={key}"], check=True,
-                           capture_output=True)
+                           capture_output=True, timeout=30)
         key.chmod(0o600)
         (self.root / "etc" / "plugstack.conf").write_text("")
         r = self.root
@@ -218,7 +218,7 @@ class SlurmCluster:
                 p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
-                p.wait()
+                p.wait(timeout=30)
         self.stop_seconds = time.monotonic() - t0
 
     def __enter__(self) -> "SlurmCluster":

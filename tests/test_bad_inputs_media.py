@@ -141,3 +141,95 @@ def test_frames_follow_time_and_keep_the_aspect(extracted):
             expected = (70 * np.arange(30) / 10) * 255 / 219
             assert np.abs((luma - luma[0]) - expected).max() < 12, (name, luma.round(1).tolist())
             assert (np.diff(luma) > -2).all(), name
+
+
+# -- a clip that breaks partway: the container is whole, the middle of its data is not ----
+# Made here: a 4 s clip (the luma ramp; a 440 Hz tone) with its index first (faststart),
+# then a share of the bytes of its media data (mdat) overwritten with seeded noise. The
+# header still reads (probe_clip accepts it); decoding hits errors from that point on.
+BROKEN_SECONDS = 4.0
+BROKEN = {"intact": None, "mid": (0.3, 0.7), "tail": (0.4, 1.0)}   # share of mdat overwritten
+
+
+def mdat_span(data: bytes) -> tuple[int, int]:
+    """(first, end) byte of the payload of the file's top-level mdat box."""
+    at = 0
+    while at < len(data):
+        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if kind == b"mdat":
+            return at + 8, at + size
+        at += size
+    raise AssertionError("no mdat box")
+
+
+def decoded_samples(path) -> int:
+    """16 kHz mono samples ffmpeg gets out of the file, errors skipped: the oracle for
+    the feature stage's MIN_DECODED_FRACTION rule, found without avmae's code."""
+    raw = subprocess.run([ffmpeg_exe(), "-v", "quiet", "-i", str(path), "-map", "0:a:0", "-ac", "1",
+                          "-ar", "16000", "-f", "f32le", "-"], capture_output=True, check=False, timeout=60).stdout
+    return len(raw) // 4
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    root = tmp_path_factory.mktemp("broken_media")
+    intact = root / "intact.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y",
+                    "-f", "lavfi", "-i", f"nullsrc=s=64x48:r=25:d={BROKEN_SECONDS},format=yuv420p,{RAMP}",
+                    "-f", "lavfi", "-i", f"sine=f=440:r=44100:d={BROKEN_SECONDS}",
+                    "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    "-movflags", "+faststart", str(intact)], check=True, capture_output=True, timeout=120)
+    data = intact.read_bytes()
+    first, end = mdat_span(data)
+    rng = np.random.default_rng(0)
+    for name, share in BROKEN.items():
+        if share:
+            lo, hi = (first + int(f * (end - first)) for f in share)
+            noisy = data[:lo] + rng.integers(0, 256, hi - lo, dtype=np.uint8).tobytes() + data[hi:]
+            (root / f"{name}.mp4").write_bytes(noisy)
+    return root
+
+
+def test_full_verification_rejects_a_clip_that_breaks_midway(broken):
+    from avmae.acquire.verify import VerifyError, probe_clip, verify_clip
+
+    assert verify_clip(broken / "intact.mp4", BROKEN_SECONDS) == pytest.approx(BROKEN_SECONDS, abs=0.1)
+    for name in ("mid", "tail"):
+        path = broken / f"{name}.mp4"
+        assert probe_clip(path, BROKEN_SECONDS) == pytest.approx(BROKEN_SECONDS, abs=0.1)  # header intact
+        with pytest.raises(VerifyError, match=r"^does not decode: \S") as err:
+            verify_clip(path, BROKEN_SECONDS)
+        assert not err.value.permanent   # a fresh download may be whole
+
+
+def test_features_skip_a_clip_that_breaks_partway(broken):
+    """features.extract: a clip whose decode logs errors and whose audio comes out short is
+    skipped with the reason in skipped.csv: under MIN_DECODED_FRACTION as too short, above
+    it (mid: ffmpeg drops the bad packets, so the audio after the break would sit early
+    against the video) as broken partway. The intact clip is kept."""
+    from avmae.features.extract import COMPLETE_FRACTION, MIN_DECODED_FRACTION, extract_shard
+
+    want = round(BROKEN_SECONDS * 16000)
+    got = {name: decoded_samples(broken / f"{name}.mp4") for name in BROKEN}
+    # the cuts sit either side of the half rule: mid loses under half of its audio, tail over half
+    assert got["intact"] == want
+    assert MIN_DECODED_FRACTION * want <= got["mid"] < COMPLETE_FRACTION * want
+    assert got["tail"] < MIN_DECODED_FRACTION * want
+    pd.DataFrame([{"id": name, "start_seconds": 0, "label": "tone", "split": "train", "status": "ok",
+                   "path": str(broken / f"{name}.mp4"), "reason": ""} for name in BROKEN]
+                 ).to_csv(broken / "manifest.csv", index=False)
+    shard = extract_shard(broken / "manifest.csv", broken / "out", clip_seconds=BROKEN_SECONDS, fps=FPS,
+                          short_side=SIDE, workers=1)
+    skipped = pd.read_csv(broken / "out" / "skipped.csv").set_index("id")["reason"]
+    assert sorted(skipped.index) == ["mid", "tail"]
+    frames = round(BROKEN_SECONDS * FPS)
+    # whichever the stage meets first: ffmpeg's error, short audio or video
+    assert re.fullmatch(rf"decode failed: \S.*|only \d+ of ({want} audio samples|{frames} video frames) decoded"
+                        rf"|broken partway: .*", skipped["tail"]), skipped["tail"]
+    counted = re.fullmatch(rf"broken partway: (\d+) of {want} audio samples decoded, after errors \(\S.*\)",
+                           skipped["mid"])
+    assert counted, skipped["mid"]
+    # the stage's count is ffmpeg's (one decode of audio and video; the oracle decodes audio alone)
+    assert abs(int(counted[1]) - got["mid"]) <= 2048, (skipped["mid"], got["mid"])
+    assert shard["counts"] == {"train": 1}
+    assert pd.read_csv(broken / "out" / "train" / "clips.csv")["id"].tolist() == ["intact"]

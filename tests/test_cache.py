@@ -73,14 +73,14 @@ def test_code_digest_follows_imports_and_ignores_docstrings(tmp_path, monkeypatc
 def test_workflow_digests_parse_without_torch(module):
     code = (f"import sys; from avmae.provenance import code_digest; code_digest({module!r});"
             "assert 'torch' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_every_command_has_a_digest_of_its_own_code_without_torch():
     """The Snakefile's `code` params: every avmae command, parsed (never imported) while planning."""
     code = ("import sys; from avmae.provenance import command_digest, command_functions;"
             "[command_digest(c) for c in command_functions()]; assert 'torch' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_a_command_digest_covers_its_function_and_lazy_imports_not_its_neighbours():

@@ -286,7 +286,7 @@ def test_resume_after_killed_shard_and_report(server, tmp_path):
     while server.hits.get("clip3", 0) == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=30)
     assert not (out / "manifest.csv").exists()
     done = [json.loads(line)["id"] for line in journal.read_text().splitlines()]
     assert done == ["clip0", "clip1", "clip2"]

@@ -41,7 +41,7 @@ def test_split_list_records_the_lists_it_read(tmp_path):
     lists = [FIXTURES / "EPIC_100_train.csv", FIXTURES / "EPIC_100_validation.csv"]
     subprocess.run([sys.executable, "-m", "avmae.cli", "split-list", "--format", "epic",
                     "--list", f"train={lists[0]}", "--list", f"test={lists[1]}", "--shards", "2",
-                    "--out", str(tmp_path / "shards")], check=True, capture_output=True)
+                    "--out", str(tmp_path / "shards")], check=True, capture_output=True, timeout=120)
     sources = json.loads((tmp_path / "shards" / "sources.json").read_text())
     assert [s["path"] for s in sources] == [str(p) for p in lists]
     assert [s["sha256"] for s in sources] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in lists]
@@ -59,7 +59,8 @@ def test_the_workflow_fetches_a_configured_list_once(tmp_path):
     def snakemake(*args):
         return subprocess.run([sys.executable, "-m", "snakemake", *args, "--cores", "1", "--snakefile",
                                str(root / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-                               str(root / "config/config.yaml"), str(tmp_path / "paper.yaml")], capture_output=True, text=True, cwd=root)
+                               str(root / "config/config.yaml"), str(tmp_path / "paper.yaml")], capture_output=True, text=True, cwd=root,
+                              timeout=900)
 
     plan = snakemake("-n", "results/data/vggsound/shards/lists")
     assert plan.returncode == 0, plan.stderr[-2000:]

@@ -35,7 +35,7 @@ def test_shapes_and_ranges(features_dir):
 
 def test_eval_views_are_spaced_linearly_and_audio_is_centred(features_dir):
     ds = AVClipDataset(features_dir, "test", video_frames=4, video_stride=5, crop=20, audio_frames=40,
-                       train=False, num_clips=3)
+                       train=False, num_clips=3, audio={"audio_window": "centred"})
     assert len(ds) == 6 * 3
     video = np.load(features_dir / "test" / "video.npy")
     audio = np.load(features_dir / "test" / "audio.npy")
@@ -264,15 +264,18 @@ def test_truncated_or_mismatched_shards_are_named(features_dir, tmp_path):
         AVClipDataset(jpeg, "train", 4, 4, 16, 64, train=True)[0]
     np.save(features_dir / "test" / "audio.npy", np.load(features_dir / "test" / "audio.npy")[:-1])
     with pytest.raises(ValueError, match=r"test/audio.npy: 5 clips, but meta.json's parts say 6"):
-        AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False)[0]
+        AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False, audio={"audio_norm": "dataset"})[0]
 
 
 def test_missing_normalisation_statistics_are_named(features_dir):
     meta = json.loads((features_dir / "meta.json").read_text())
     (features_dir / "meta.json").write_text(json.dumps({**meta, "audio_mean": None}))
+    dataset_norm = {"audio_norm": "dataset"}   # the rule that reads them (raw, the default, does not)
     with pytest.raises(ValueError, match=r"meta.json: audio_mean None, audio_std 1.0: no normalisation"):
-        AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False)
-    assert len(AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False, modalities=("video",))) == 6
+        AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False, audio=dataset_norm)
+    assert len(AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False, audio=dataset_norm,
+                             modalities=("video",))) == 6
+    assert len(AVClipDataset(features_dir, "test", 4, 4, 16, 64, train=False)) == 6
 
 
 def test_device_decode_refuses_array_features(features_dir):

@@ -10,12 +10,13 @@ import pytest
 import torch
 from torchvision.io import decode_jpeg
 
+from conftest import decode_video
+
 from avmae.acquire.lists import read_vggsound
 from avmae.data.dataset import AVClipDataset
 from avmae.features.extract import (
     Spec,
     combine,
-    decode_video,
     extract,
     extract_shard,
     log_mel,

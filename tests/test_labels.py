@@ -99,10 +99,11 @@ def _clip(path: Path, seed: int) -> str:
 
 
 def _extract(tmp_path, labels, kind, class_list=None):
-    rows = [{"id": f"c{i}", "label": label, "split": split, "status": "ok",
+    rows = [{"id": f"c{i}", "start_seconds": 0.0, "label": label, "split": split, "status": "ok",
              "path": _clip(tmp_path / f"c{i}.mp4", i)}
             for i, (label, split) in enumerate(labels)]
-    rows.append({"id": "gone", "label": labels[0][0], "split": "train", "status": "failed", "path": ""})
+    rows.append({"id": "gone", "start_seconds": 0.0, "label": labels[0][0], "split": "train", "status": "failed",
+                 "path": ""})
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
     return extract(tmp_path / "manifest.csv", tmp_path / "features", clip_seconds=SECONDS, fps=10,
                    short_side=24, workers=2, labels=kind, class_list=class_list)

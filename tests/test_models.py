@@ -26,11 +26,12 @@ def inputs(b=2):
 
 
 def test_paper_token_counts():
-    assert VideoTubelets((2, 16, 16), 8).num_tokens(16, 224) == 1568
-    assert AudioPatches((16, 16), 8).num_tokens(800, 128) == 400
-    assert AudioPatches((16, 16), 8).num_tokens(1000, 128) == 62 * 8
-    v = VideoTubelets((2, 16, 16), 8)(torch.zeros(1, 3, 16, 224, 224))
-    assert v.shape == (1, 1568, 8)
+    # 16 frames of 224^2 in 2x16x16 tubelets: 8 x 14 x 14; 8 s and 10 s of 128-bin log-mel in
+    # 16x16 patches: 50 x 8 and (VALID) 62 x 8
+    with torch.device("meta"):
+        assert VideoTubelets((2, 16, 16), 8)(torch.empty(1, 3, 16, 224, 224)).shape == (1, 1568, 8)
+        assert AudioPatches((16, 16), 8)(torch.empty(1, 1, 800, 128)).shape == (1, 400, 8)
+        assert AudioPatches((16, 16), 8)(torch.empty(1, 1, 1000, 128)).shape == (1, 62 * 8, 8)
     assert num_visible(1568, 0.9) == 157 and num_visible(400, 0.5) == 200   # official: int(0.9 * 1568) masked
 
 
@@ -300,23 +301,6 @@ def test_bf16_autocast_forward_backward():
         logits = mbt(x)
     mbt.loss(logits, torch.tensor([0, 1])).backward()
     assert torch.isfinite(mbt.bottleneck.grad).all()
-
-
-def test_compiled_blocks_match_eager():
-    from avmae.models.vit import compile_blocks
-    if not torch._dynamo.is_dynamo_supported():
-        pytest.skip("torch.compile is not supported on this platform")
-    model = AVMAE(tiny("early", "shared"))
-    with torch.no_grad():
-        model.head["video"].weight.normal_()
-    x = inputs()
-    eager, _ = model(x, generator=torch.Generator().manual_seed(0))
-    keys = list(model.state_dict())
-    compile_blocks(model, backend="aot_eager")  # inductor is the GPU choice; aot_eager keeps the test fast
-    compiled, _ = model(x, generator=torch.Generator().manual_seed(0))
-    compiled.backward()
-    assert compiled.item() == pytest.approx(eager.item(), rel=1e-5)
-    assert list(model.state_dict()) == keys  # checkpoints unaffected
 
 
 def test_seeded_masks_do_not_depend_on_the_batch():

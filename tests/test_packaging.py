@@ -56,7 +56,7 @@ def test_conda_and_the_workflow_env_install_the_lock():
     assert "pip install --no-deps -r requirements.lock -e ." in post
 
 
-@pytest.mark.parametrize("command", ["toy", "download", "features", "pretrain", "finetune", "table1"])
+@pytest.mark.parametrize("command", ["toy", "download", "features", "pretrain", "finetune", "table"])
 def test_every_subcommand_has_help(command):
     proc = subprocess.run([sys.executable, "-m", "avmae.cli", command, "--help"], capture_output=True,
                           text=True, timeout=120)
@@ -68,3 +68,10 @@ def test_bad_settings_json_is_refused():
     args = build_parser().parse_args(["pretrain", "--features", "f", "--out", "o", "--settings", "{oops"])
     with pytest.raises(SystemExit, match="not valid JSON"):
         args.func(args)
+
+
+def test_a_test_subprocess_without_a_timeout_is_refused():
+    """tests/conftest.py: subprocess.run from a test file needs timeout=, so no test can hang."""
+    with pytest.raises(TypeError, match=r"tests must pass timeout= to subprocess.run \(test_packaging.py:\d+\)"):
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+    assert subprocess.run([sys.executable, "-c", "pass"], check=False, timeout=60).returncode == 0

@@ -126,7 +126,7 @@ def test_fixed_normalisation_is_the_official_audioset_constants():
     (RAW, lambda raw: raw),
     ({"audio_norm": "fixed", "audio_mean": 1.102, "audio_std": 2.762}, lambda raw: (raw - 1.102) / 2.762),
     ({"audio_norm": "dataset"}, lambda raw: (raw + 4.0) / 4.0),      # meta.json: mean -4, std 4
-    (None, lambda raw: (raw + 4.0) / 4.0),                            # the default: our former rule
+    (None, lambda raw: raw),                                          # the default: raw, as in the configs
 ])
 def test_normalisation_modes_in_the_dataset(tmp_path, audio, expected):
     root = ten_second_features(tmp_path / "f")
@@ -139,8 +139,8 @@ def test_raw_and_fixed_need_no_dataset_statistics(features_dir):
     meta = json.loads((features_dir / "meta.json").read_text())
     (features_dir / "meta.json").write_text(json.dumps({**meta, "audio_mean": None, "audio_std": None}))
     raw = AVClipDataset(features_dir, "test", 4, 5, 20, 40, train=False, audio=RAW)
-    # one view: video start (0 + 55) // 2 = 27, audio centred on (27 + 10) x 4 = 148: 128..168
-    assert torch.equal(raw[0]["audio"][0], torch.from_numpy(stored(features_dir, "test")[0, 128:168]))
+    # one view, official window: the middle start of the 300 stored frames, (0 + 300 - 40) // 2 = 130
+    assert torch.equal(raw[0]["audio"][0], torch.from_numpy(stored(features_dir, "test")[0, 130:170]))
     AVClipDataset(features_dir, "test", 4, 5, 20, 40, train=False,
                   audio={"audio_norm": "fixed", "audio_mean": 1.0, "audio_std": 2.0})
     with pytest.raises(ValueError, match="audio_mean None, audio_std None: no normalisation"):

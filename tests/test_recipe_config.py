@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake.utils import validate
+from snakemake_interface_common.exceptions import WorkflowError
 
 from avmae.config import PretrainRun, deep_merge, finetune_settings, pretrain_settings
 from avmae.data.audio import AudioInput
@@ -29,6 +30,16 @@ def paper(toy):
 
 def run(dataset, size="large"):
     return PretrainRun(dataset, size, "mid", "shared", "joint", 80)
+
+
+def test_audio_input_defaults_are_what_both_profiles_set(toy, paper):
+    """AudioInput's defaults (no mapping, or a key left out) are the official window and
+    raw log-mel, the values config.yaml and paper.yaml give both stages' input."""
+    assert AudioInput.from_config(None) == AudioInput.from_config({}) == AudioInput("official", "raw")
+    for cfg in (toy, paper):
+        for stage in ("pretrain", "finetune"):
+            inp = cfg[stage]["input"]
+            assert (inp["audio_window"], inp["audio_norm"]) == (AudioInput.window, AudioInput.norm)
 
 
 def test_paper_profile_is_the_official_recipe_per_dataset(paper):
@@ -93,25 +104,37 @@ def test_toy_profile_recipe(toy):
         assert AudioInput.from_config(p["input"]) == AudioInput("official", "raw")
 
 
-@pytest.mark.parametrize("path, value, key", [
-    (("pretrain", "input", "audio_window"), "centered", "audio_window"),
-    (("finetune", "input", "audio_norm"), "zscore", "audio_norm"),
-    (("finetune", "input", "audio_norm"), "fixed", "audio_mean"),          # fixed needs its constants
-    (("finetune", "input", "audio_std"), 0, "audio_std"),
-    (("finetune", "augment", "circular_time_shift"), "yes", "circular_time_shift"),
-    (("finetune", "by_dataset"), {"audioset": {"input": {"audio_norm": "zscore"}}}, "audio_norm"),
-    (("pretrain", "by_dataset"), {"audioset": {"input": {"audio_window": "middle"}}}, "audio_window"),
-    (("finetune", "by_dataset"), {"audioset": {"augment": {"circular_time_shift": 1}}}, "circular_time_shift"),
-    (("finetune", "by_dataset"), {"audioset": {"input": {"audio_frame": 1000}}}, "audio_frame"),
+# (what to set, the instance jsonschema names, its reason): the reasons are the schema's
+# enums, bounds and required keys (workflow/schemas/config.schema.yaml).
+@pytest.mark.parametrize("path, value, instance, why", [
+    (("pretrain", "input", "audio_window"), "centered", "['pretrain']['input']['audio_window']",
+     "'centered' is not one of ['official', 'centred']"),
+    (("finetune", "input", "audio_norm"), "zscore", "['finetune']['input']['audio_norm']",
+     "'zscore' is not one of ['raw', 'fixed', 'dataset']"),
+    (("finetune", "input", "audio_norm"), "fixed", "['finetune']['input']",     # fixed needs its constants
+     "'audio_mean' is a required property"),
+    (("finetune", "input", "audio_std"), 0, "['finetune']['input']['audio_std']",
+     "0 is less than or equal to the minimum of 0"),
+    (("finetune", "augment", "circular_time_shift"), "yes", "['finetune']['augment']['circular_time_shift']",
+     "'yes' is not of type 'boolean'"),
+    (("finetune", "by_dataset"), {"audioset": {"input": {"audio_norm": "zscore"}}},
+     "['finetune']['by_dataset']['audioset']['input']['audio_norm']", "'zscore' is not one of"),
+    (("pretrain", "by_dataset"), {"audioset": {"input": {"audio_window": "middle"}}},
+     "['pretrain']['by_dataset']['audioset']['input']['audio_window']", "'middle' is not one of"),
+    (("finetune", "by_dataset"), {"audioset": {"augment": {"circular_time_shift": 1}}},
+     "['finetune']['by_dataset']['audioset']['augment']['circular_time_shift']", "1 is not of type 'boolean'"),
+    (("finetune", "by_dataset"), {"audioset": {"input": {"audio_frame": 1000}}},
+     "['finetune']['by_dataset']['audioset']['input']", "('audio_frame' was unexpected)"),
 ])
-def test_bad_audio_modes_are_rejected_by_the_schema(toy, path, value, key):
+def test_bad_audio_modes_are_rejected_by_the_schema(toy, path, value, instance, why):
     bad = copy.deepcopy(toy)
     node = bad
     for k in path[:-1]:
         node = node[k]
     node[path[-1]] = value
-    with pytest.raises(Exception, match=rf"\['{key}'\]|'{key}'"):
+    with pytest.raises(WorkflowError) as err:
         validate(bad, SCHEMA)
+    assert f"On instance{instance}:" in str(err.value) and why in str(err.value), str(err.value)[-600:]
 
 
 def test_settings_refuse_a_merged_input_without_its_constants(paper):

@@ -26,12 +26,18 @@ from avmae.report.figures import (
     unpatchify_audio,
     unpatchify_video,
 )
-from avmae.report.specs import TABLES, pretrain_runs, spec_inputs, table_spec
+from avmae.report.specs import TABLES, spec_inputs, table_spec
 from avmae.report.tables import build_table, read_metric, write_spec_table
 
 PAPER = ROOT.parent / "shared" / "paper" / "audiovisual-masked-autoencoders.txt"
 TOY = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 PAPER_CFG = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+
+
+def pretrain_runs(spec: dict) -> list[str]:
+    """The pretraining runs a table's cells come from (``results/finetune/<run>/...``), each once."""
+    return list(dict.fromkeys(c["metrics"].split("/")[2] for row in spec["rows"]
+                              for c in row["cells"].values() if "metrics" in c))
 
 
 def fake_results(root: Path, spec: dict, value=lambda path, key: 50.0) -> None:
@@ -190,7 +196,8 @@ def test_missing_metric_key_and_unreadable_metrics_name_the_file(tmp_path, monke
         read_metric(path, "top1")
     # through the command line: one clear line naming the file
     proc = subprocess.run([sys.executable, "-m", "avmae.cli", "table", "--spec", json.dumps(spec),
-                           "--out", str(tmp_path / "t6")], capture_output=True, text=True, cwd=tmp_path)
+                           "--out", str(tmp_path / "t6")], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
     assert proc.returncode != 0 and path in proc.stderr and "Traceback" not in proc.stderr
     Path(spec["datasets"]["vggsound"]["meta"]).write_text("[]")
     Path(path).write_text(json.dumps({"top1": 1.0}))
@@ -473,7 +480,7 @@ def test_two_unimodal_maes_initialise_one_mbt_stream_each(tmp_path):
 # ----------------------------------------------------------------------------- workflow
 def dry_run(workdir: Path, *args: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "-n", *args], cwd=workdir,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 

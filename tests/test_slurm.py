@@ -281,7 +281,7 @@ def slurm_runs(cluster, slurm_workdir, tmp_path_factory):
     finally:
         if single.poll() is None:
             single.kill()
-            single.wait()
+            single.wait(timeout=30)
     reference.returncode = single.returncode
     return failed, rerun, reference
 

@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
+from conftest import decode_audio, decode_video
+
 from avmae.acquire.balance import draw_balanced
 from avmae.acquire.lists import (
     EPIC_COLUMNS,
@@ -24,7 +26,7 @@ from avmae.acquire.lists import (
     read_epic,
     read_vggsound,
 )
-from avmae.features.extract import Spec, decode_audio, decode_video
+from avmae.features.extract import Spec
 from avmae.ffmpeg import ffmpeg_exe
 from avmae.toy import audioset as tas
 from avmae.toy import epic as tep
@@ -40,7 +42,7 @@ def toy(tmp_path_factory):
 def ffmpeg_info(path):
     """What `ffmpeg -i` prints about a file (there is no ffprobe)."""
     return subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)],  # exits 1: no output
-                          capture_output=True, text=True, check=False).stderr
+                          capture_output=True, text=True, check=False, timeout=60).stderr
 
 
 def test_csv_is_vggsound_format_with_8_classes(toy):

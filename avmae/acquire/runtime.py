@@ -32,7 +32,6 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 ENV_DENO = "AVMAE_DENO"
-YOUTUBE = "https://www.youtube.com/watch?v={id}"
 
 
 def deno_path(explicit: str | None = None) -> str | None:

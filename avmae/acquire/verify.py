@@ -240,6 +240,6 @@ def verify_clip(path: Path, expected_seconds: float, tolerance: float = 0.5) -> 
         raise VerifyError(f"decoding took over {DECODE_TIMEOUT_S} s") from None
     log = proc.stderr
     if proc.returncode != 0:
-        tail = " ".join(log.strip().splitlines()[-1:])
-        raise VerifyError(f"does not decode: {tail}")
+        lines = log.strip().splitlines()   # the first says what broke; the last is often "Conversion failed!"
+        raise VerifyError(f"does not decode: {lines[0] if lines else f'ffmpeg exited {proc.returncode}'}")
     return _check_header(log, expected_seconds, tolerance)

@@ -16,7 +16,7 @@ their ``by_dataset`` overrides), read by :class:`AudioInput`:
     ``audio_frames - window``: with a 1000-frame window on a 10 s clip every view hears
     the whole clip.
   - ``centred``: the audio window is centred on the centre of the video window and
-    clamped to the clip (no wrap), in training and evaluation alike. Our former rule.
+    clamped to the clip (no wrap), in training and evaluation alike (our former rule).
 
   An EPIC clip is the 10 s context of a shorter action: ``official`` training windows
   start with the video window and wrap over the context; evaluation windows stay on the
@@ -30,7 +30,8 @@ their ``by_dataset`` overrides), read by :class:`AudioInput`:
     official AudioSet finetuning: 1.102 / 2.762, statistics of *its* front end over the
     unbalanced train set);
   - ``dataset``: ``(x - mean) / std`` with the training split's statistics, which the
-    feature stage stores in ``meta.json`` (our former rule for every stage).
+    feature stage stores in ``meta.json`` (our former rule for every stage; the toy
+    AudioSet finetuning's, ``config/config.yaml``).
 
   Features always hold the raw log-mel and those statistics, so every mode reads the
   same extraction. ``audio_mean``/``audio_std`` are read by ``fixed`` only (left in
@@ -54,10 +55,11 @@ OTHER_INPUT_KEYS = frozenset({"video_frames", "video_stride", "crop", "audio_fra
 
 @dataclass(frozen=True)
 class AudioInput:
-    """A stage's audio window rule and normalisation; the defaults are our former rules."""
+    """A stage's audio window rule and normalisation. The defaults (a key left out, or no
+    mapping) are the official pipeline's, which both config profiles set."""
 
-    window: str = "centred"
-    norm: str = "dataset"
+    window: str = "official"
+    norm: str = "raw"
     mean: float | None = None
     std: float | None = None
 

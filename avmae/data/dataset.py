@@ -76,7 +76,7 @@ class AVClipDataset(Dataset):
     frames); an item draws the same window and augmentations whichever it carries.
     ``audio``: an :class:`~avmae.data.audio.AudioInput` or the stage's ``input`` mapping
     (its ``audio_window``, ``audio_norm``, ``audio_mean``, ``audio_std``); None gives
-    ``centred`` windows normalised with the dataset statistics."""
+    AudioInput's defaults: the official window on raw log-mel."""
 
     def __init__(self, features_dir: str | Path, split: str, video_frames: int, video_stride: int,
                  crop: int, audio_frames: int, train: bool, num_clips: int = 1, seed: int = 0,

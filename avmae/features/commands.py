@@ -9,10 +9,13 @@ import argparse
 from pathlib import Path
 
 
+SIZE_OPTIONS = ("clip_seconds", "fps", "short_side", "sample_rate", "n_mels", "workers", "video_format",
+                "jpeg_quality")
+
+
 def _sizes(a) -> dict:
-    return dict(clip_seconds=a.clip_seconds, fps=a.fps, short_side=a.short_side,
-                sample_rate=a.sample_rate, n_mels=a.n_mels, workers=a.workers,
-                video_format=a.video_format, jpeg_quality=a.jpeg_quality)
+    """The size options given; the others keep :func:`~avmae.features.extract.extract_shard`'s defaults."""
+    return {key: getattr(a, key) for key in SIZE_OPTIONS if hasattr(a, key)}
 
 
 def cmd_features(a) -> None:
@@ -37,15 +40,18 @@ def cmd_features_combine(a) -> None:
 def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     """Add the feature commands to an argparse sub-parser collection; returns their names."""
     def sizes(s):
-        s.add_argument("--clip-seconds", type=float, default=10.0)
-        s.add_argument("--fps", type=int, default=25)
-        s.add_argument("--short-side", type=int, default=256)
-        s.add_argument("--sample-rate", type=int, default=16000)
-        s.add_argument("--n-mels", type=int, default=128)
-        s.add_argument("--workers", type=int, default=2)
-        s.add_argument("--video-format", choices=["jpeg", "array"], default="jpeg",
-                       help="jpeg: frame shards (default); array: uint8 video.npy")
-        s.add_argument("--jpeg-quality", type=int, default=89, help="libjpeg quality of the stored frames, 50..100")
+        # no defaults here: a size left out is extract_shard's (the workflow passes every one)
+        g = s.add_argument_group("sizes", "defaults: those of avmae.features.extract.extract_shard")
+        unset = argparse.SUPPRESS
+        g.add_argument("--clip-seconds", type=float, default=unset)
+        g.add_argument("--fps", type=int, default=unset)
+        g.add_argument("--short-side", type=int, default=unset, help="short side of the stored frames")
+        g.add_argument("--sample-rate", type=int, default=unset)
+        g.add_argument("--n-mels", type=int, default=unset)
+        g.add_argument("--workers", type=int, default=unset, help="clips decoded at once")
+        g.add_argument("--video-format", choices=["jpeg", "array"], default=unset,
+                       help="jpeg: frame shards; array: uint8 video.npy")
+        g.add_argument("--jpeg-quality", type=int, default=unset, help="libjpeg quality of the stored frames, 50..100")
 
     def label_kind(s):
         s.add_argument("--labels", choices=("single", "multi", "verb_noun"), default="single",

@@ -31,8 +31,9 @@ Storage (``video_format``):
   10 s clip at S = 256: for small sets and tests.
 
 A clip that cannot be decoded (empty, corrupt or truncated file, missing stream, less
-than half the clip decoded, e.g. a video shorter than the training window) is listed
-in ``skipped.csv`` with its reason, and extraction goes on.
+than half the clip decoded, e.g. a video shorter than the training window, or decode
+errors partway with the audio cut short, :data:`COMPLETE_FRACTION`) is listed in
+``skipped.csv`` with its reason, and extraction goes on.
 
 Each clip's listed segment (an EPIC action: ~3 s inside its 10 s context) is kept as
 the stored frames it covers, ``action_first``/``action_last`` in ``index.csv``; the
@@ -73,6 +74,11 @@ from avmae.io import atomic_path, write_json
 MANIFEST_COLUMNS = ("id", "start_seconds", "label", "split", "status", "path")
 CLIP_KEY = ("id", "start_seconds")  # a clip is its (id, start): segments of one video are clips
 MIN_DECODED_FRACTION = 0.5  # a clip with less than half its audio or video is skipped
+# A clip whose decode logged errors and whose audio came out shorter than this share is
+# broken partway: ffmpeg drops the bad packets and joins what follows, so the audio
+# after the break would sit early against the video (and the frames freeze). Errors with
+# a full-length decode (concealed damage) keep the clip.
+COMPLETE_FRACTION = 0.95
 FRAMES_PER_SECOND_AUDIO = 100  # 10 ms filterbank hop
 CHUNK = 64  # clips per read when computing statistics or compacting arrays
 VIDEO_FORMATS = ("jpeg", "array")
@@ -258,6 +264,9 @@ def decode(path: str | os.PathLike, spec: Spec, audio: bool = True, video_format
         return None, video
     samples = np.frombuffer(wave[0], dtype="<f4")
     _check_length(len(samples), spec.audio_samples, "audio", "samples")
+    if err[0].strip() and len(samples) < COMPLETE_FRACTION * spec.audio_samples:
+        raise DecodeError(f"broken partway: {len(samples)} of {spec.audio_samples} audio samples "
+                          f"decoded, after errors ({_first_error(err[0])})")
     return _fit_length(samples, spec.audio_samples, pad="zero"), video
 
 
@@ -310,16 +319,6 @@ def clip_audio(wave: np.ndarray, spec: Spec) -> np.ndarray:
     """log-mel float16 [audio_frames, n_mels] of a waveform from :func:`decode`."""
     mel = log_mel(torch.from_numpy(wave.copy()), spec.sample_rate, spec.n_mels).numpy()
     return _fit_length(mel, spec.audio_frames, pad="edge").astype(np.float16)
-
-
-def decode_audio(path: Path, spec: Spec) -> np.ndarray:
-    """Mono float32 waveform of exactly ``spec.audio_samples`` samples."""
-    return decode(path, spec)[0]
-
-
-def decode_video(path: Path, spec: Spec) -> np.ndarray:
-    """uint8 frames [spec.video_frames, S, S, 3]: short side scaled to S, centre crop."""
-    return decode(path, spec, audio=False, video_format="array", read_video=_read_rgb(spec))[1]
 
 
 def clip_features(path: Path, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
@@ -516,7 +515,7 @@ def _moments(audio_path: Path) -> list[float]:
 
 
 def extract_shard(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
-                  clip_seconds: float = 10.0, fps: int = 25, short_side: int = 40,
+                  clip_seconds: float = 10.0, fps: int = 25, short_side: int = 256,
                   sample_rate: int = 16000, n_mels: int = 128, workers: int = 2,
                   video_format: str = "jpeg", jpeg_quality: int = JPEG_QUALITY) -> dict:
     """Extract the manifest's ok clips (one download shard) into ``out_dir``; return shard.json.

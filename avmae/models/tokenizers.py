@@ -29,10 +29,6 @@ class VideoTubelets(nn.Module):
         x = x.reshape(b, c, t // pt, pt, h // ph, ph, w // pw, pw)
         return x.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(b, -1, pt * ph * pw * c)
 
-    def num_tokens(self, frames: int, size: int) -> int:
-        pt, ph, pw = self.patch
-        return (frames // pt) * (size // ph) * (size // pw)
-
 
 class AudioPatches(nn.Module):
     """[B, 1, time, mel] log-mel -> [B, time/pt * mel/pf, dim]."""
@@ -53,6 +49,3 @@ class AudioPatches(nn.Module):
         t, f = t // pt * pt, f // pf * pf   # VALID patches, as the conv: 1000 frames -> 62 x 16
         x = x[:, :, :t, :f].reshape(b, t // pt, pt, f // pf, pf)
         return x.permute(0, 1, 3, 2, 4).reshape(b, -1, pt * pf)
-
-    def num_tokens(self, frames: int, mels: int) -> int:
-        return (frames // self.patch[0]) * (mels // self.patch[1])

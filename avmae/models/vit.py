@@ -123,16 +123,3 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-def compile_blocks(module: nn.Module, **options) -> nn.Module:
-    """Compile every transformer ``Block`` of ``module`` in place (regional ``torch.compile``).
-
-    Parameter names, state dicts and the surrounding Python (masking, fusion) stay as
-    they are, so checkpoints and DeepSpeed wrapping are unaffected. ``options`` go to
-    ``torch.compile`` (e.g. ``backend``, ``mode``, ``dynamic``).
-    """
-    for m in module.modules():
-        if isinstance(m, Block):
-            m.compile(**options)
-    return module

@@ -14,24 +14,6 @@ from pathlib import Path
 from avmae.io import json_object as _json
 
 
-def cmd_table1(a) -> None:
-    from avmae.config import PretrainRun
-    from avmae.report.tables import table1, write_table
-
-    rows = [tuple(r.split("-")) for r in a.rows]
-    metrics = {}
-    for path in a.metrics:
-        # <run>/<dataset>_<modality>/metrics.json, run = <ds>_<size>_<enc>-<dec>_<obj>_e<N>
-        run = PretrainRun.parse(Path(path).parent.parent.name)
-        modality = Path(path).parent.name.rsplit("_", 1)[1]
-        metrics[(run.encoder, run.decoder, modality)] = path
-    meta = json.loads(Path(a.meta).read_text())
-    availability = json.loads(Path(a.availability).read_text())["footnote"]
-    df = table1(rows, metrics, meta.get("counts", {}), availability, a.profile)
-    write_table(df, a.out, "Table 1: pretraining architectures (encoder x decoder)")
-    print(df.to_string(index=False))
-
-
 def cmd_table(a) -> None:
     from avmae.report.tables import write_spec_table
 
@@ -64,7 +46,7 @@ def cmd_figure_reconstruction(a) -> None:
 
     settings = _json(a.settings, "--settings")
     model = load_model(settings, a.model)
-    batch = test_batch(a.features, settings["pretrain"], a.clips, settings.get("seed", 0))
+    batch = test_batch(a.features, settings["pretrain"], a.clips, settings["seed"])
     seeds = [a.seed * 1000 + i for i in range(batch["audio"].shape[0])]
     reconstruction_figure(model, batch, seeds, a.out, a.title)
 
@@ -87,17 +69,6 @@ def cmd_figure_epochs(a) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     """Add the report commands to an argparse sub-parser collection; returns their names."""
-    s = sub.add_parser("table1", help="write Table 1 (ours beside the paper's)")
-    s.add_argument("--rows", nargs="+", required=True, help="encoder-decoder pairs in order")
-    s.add_argument("--metrics", nargs="+", required=True, type=Path, help="finetune metrics.json files")
-    s.add_argument("--meta", required=True, type=Path, help="features meta.json (clip counts)")
-    s.add_argument("--availability", required=True, type=Path, help="download availability.json")
-    s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table1")
-    s.add_argument("--profile", choices=("toy", "paper"), default="toy",
-                   help="the config's profile: diff columns (ours - paper) in paper only; toy: a footnote "
-                        "on what the toy shows")
-    s.set_defaults(func=cmd_table1)
-
     s = sub.add_parser("table", help="write one paper table (ours beside the paper's): CSV, Markdown, LaTeX")
     s.add_argument("--spec", required=True, help="JSON table spec (avmae.report.specs.table_spec)")
     s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/table2")
@@ -106,7 +77,7 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s = sub.add_parser("table-zoo", help="the Model Zoo table: released scores beside ours on this copy")
     s.add_argument("--entries", required=True, help="JSON list: name, dataset, modality, released, metrics, "
                                                      "availability")
-    s.add_argument("--profile", choices=["toy", "paper"], default="paper")
+    s.add_argument("--profile", required=True, choices=["toy", "paper"], help="the config's profile")
     s.add_argument("--out", required=True, type=Path, help="output prefix, e.g. results/tables/zoo")
     s.set_defaults(func=cmd_table_zoo)
 
@@ -122,8 +93,9 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--model", required=True, type=Path, help="model.pt from pretraining")
     s.add_argument("--settings", required=True, help="JSON pretraining settings of the run (seed, model, pretrain)")
     s.add_argument("--features", required=True, type=Path, help="feature folder (its test clips are shown)")
-    s.add_argument("--clips", type=int, default=2)
-    s.add_argument("--seed", type=int, default=0, help="mask seeds: seed * 1000 + clip")
+    s.add_argument("--clips", required=True, type=int, help="test clips shown (tables.figures.clips)")
+    s.add_argument("--seed", required=True, type=int,
+                   help="mask seeds: seed * 1000 + clip (tables.figures.seed)")
     s.add_argument("--title", default="")
     s.add_argument("--out", required=True, type=Path, help="output prefix (.png and .pdf)")
     s.set_defaults(func=cmd_figure_reconstruction)
@@ -136,7 +108,7 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
 
     s = sub.add_parser("figure-epochs", help="Table 5 as accuracy against pretraining epochs")
     s.add_argument("--table", required=True, type=Path, help="results/tables/table5.csv")
-    s.add_argument("--epoch-scale", type=float, default=1.0, help="tables.epoch_scale (for the axis label)")
+    s.add_argument("--epoch-scale", required=True, type=float, help="tables.epoch_scale (for the axis label)")
     s.add_argument("--out", required=True, type=Path, help="output prefix (.png and .pdf)")
     s.set_defaults(func=cmd_figure_epochs)
-    return ["table1", "table", "table-zoo", "two-maes", "figure-reconstruction", "figure-curves", "figure-epochs"]
+    return ["table", "table-zoo", "two-maes", "figure-reconstruction", "figure-curves", "figure-epochs"]

@@ -152,7 +152,7 @@ def load_model(settings: dict, model_path: str | Path):
     return model
 
 
-def test_batch(features_dir: str | Path, stage: dict, clips: int, seed: int = 0) -> dict:
+def test_batch(features_dir: str | Path, stage: dict, clips: int, seed: int) -> dict:
     """The first ``clips`` test clips, one centred view each, at the pretraining input size."""
     from avmae.data.dataset import AVClipDataset
     from avmae.data.frames import collate, finish_batch

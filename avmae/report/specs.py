@@ -301,11 +301,5 @@ def spec_inputs(spec: dict) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def pretrain_runs(spec: dict) -> list[str]:
-    """The pretraining runs a table's cells come from, each once."""
-    return list(dict.fromkeys(c["metrics"].split("/")[2] for row in spec["rows"]
-                              for c in row["cells"].values() if "metrics" in c))
-
-
 def spec_json(spec: dict) -> str:
     return json.dumps(spec, sort_keys=True)

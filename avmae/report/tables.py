@@ -19,15 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from avmae.io import write_text
-from avmae.report.paper_numbers import TABLE1
-from avmae.report.specs import (
-    DECODERS,
-    ENCODERS,
-    METRIC_NAMES,
-    MODALITIES,
-    finetune_metrics,
-    profile_notes,
-)
+from avmae.report.specs import METRIC_NAMES
 
 PARTS = ("ours", "paper", "diff")
 
@@ -84,8 +76,8 @@ def footnote(spec: dict, sources: list[tuple[str, dict, str]]) -> str:
     return " ".join(lines)
 
 
-def build_table(spec: dict, sources: list[tuple[str, dict, str]] | None = None) -> pd.DataFrame:
-    """The table of ``spec``; ``sources`` defaults to reading the spec's datasets' files."""
+def build_table(spec: dict) -> pd.DataFrame:
+    """The table of ``spec``, its footnote from the spec's datasets' files."""
     d = spec.get("decimals", 1)
     diff = "diff" in parts_of(spec.get("profile"))
     quoted = any(row.get("quoted") for row in spec["rows"])
@@ -108,7 +100,7 @@ def build_table(spec: dict, sources: list[tuple[str, dict, str]] | None = None) 
     df.attrs["label_columns"] = list(spec["label_columns"]) + (["Source"] if quoted else [])
     df.attrs["columns"] = list(spec["columns"])
     df.attrs["parts"] = list(parts_of(spec.get("profile")))
-    df.attrs["footnote"] = footnote(spec, dataset_sources(spec) if sources is None else sources)
+    df.attrs["footnote"] = footnote(spec, dataset_sources(spec))
     return df
 
 
@@ -175,27 +167,3 @@ def write_spec_table(spec: dict, out_prefix: str | Path) -> pd.DataFrame:
     df = build_table(spec)
     write_table(df, out_prefix, spec["title"], spec.get("decimals", 1))
     return df
-
-
-# ----------------------------------------------------------------------------- Table 1
-def table1(rows: list[tuple[str, str]], metrics: dict[tuple[str, str, str], str | Path],
-           clips: dict[str, int], availability: str = "", profile: str = "toy") -> pd.DataFrame:
-    """Table 1 through :func:`build_table`; ``metrics`` maps (encoder, decoder, modality) to a
-    metrics.json, ``clips`` are the features' counts, ``availability`` the footnote line,
-    ``profile`` the config's (toy: no diff columns, a footnote on what the toy shows)."""
-    spec_rows = []
-    for enc, dec in rows:
-        paper = TABLE1.get((enc, dec))
-        spec_rows.append({"labels": {"Encoder": ENCODERS[enc], "Decoder": DECODERS[dec]}, "quoted": False,
-                          "cells": {label: {"metrics": str(metrics[(enc, dec, mod)]), "key": "top1",
-                                            "paper": paper[i] if paper else None}
-                                    for i, (mod, label) in enumerate(MODALITIES)}})
-    spec = {"name": "table1", "title": "Table 1: pretraining architectures (encoder x decoder)",
-            "label_columns": ["Encoder", "Decoder"], "columns": [m[1] for m in MODALITIES],
-            "rows": spec_rows, "datasets": {}, "profile": profile,
-            "notes": ["Paper: ViT-B, 400 epochs of pretraining on VGGSound.", *profile_notes(profile, unimodal=True)]}
-    return build_table(spec, [("vggsound", clips, availability)])
-
-
-__all__ = ["build_table", "finetune_metrics", "read_metric", "table1", "to_latex", "write_spec_table",
-           "write_table"]

@@ -15,7 +15,7 @@ from avmae.report.tables import format_cell, latex_escape, latex_table, write_ta
 METRICS = {"top1": "top-1 %", "mAP": "mAP %"}
 
 
-def zoo_table(entries: list[dict], profile: str = "paper") -> pd.DataFrame:
+def zoo_table(entries: list[dict], profile: str) -> pd.DataFrame:
     """``entries``: {name, dataset, modality, released, metrics (our metrics.json), meta
     (features meta.json), availability (availability.json)}, in table order."""
     records, notes = [], {}
@@ -49,7 +49,7 @@ def flat_latex(df: pd.DataFrame) -> str:
     return latex_table(df.attrs["title"], align, head, rows, df.attrs["footnote"])
 
 
-def write_zoo_table(entries: list[dict], out_prefix: str | Path, profile: str = "paper") -> pd.DataFrame:
+def write_zoo_table(entries: list[dict], out_prefix: str | Path, profile: str) -> pd.DataFrame:
     """``{out_prefix}.csv``, ``.md`` and ``.tex``."""
     df = zoo_table(entries, profile)
     write_table(df, out_prefix)   # csv and md

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from avmae.io import json_object
+from avmae.models.objectives import MODALITY_SETS
 
 
 def cmd_pretrain(a) -> None:
@@ -43,7 +44,7 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
         s.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
         if name == "finetune":
             s.add_argument("--pretrained", required=True, type=Path, help="model.pt from pretraining")
-            s.add_argument("--modality", required=True, choices=["audio", "video", "av"])
+            s.add_argument("--modality", required=True, choices=tuple(MODALITY_SETS))
             s.add_argument("--train-ids", type=Path,
                            help="clip list restricting the training clips (e.g. as500k.csv)")
         s.set_defaults(func=func)

@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from avmae.io import json_object
+from avmae.models.objectives import MODALITY_SETS
 
 
 def cmd_fetch(a) -> None:
@@ -34,8 +35,9 @@ def cmd_import(a) -> None:
     from avmae.zoo.importer import import_checkpoint
 
     try:
+        head = {"head": a.head} if "head" in a else {}   # left out: import_checkpoint's default
         record = import_checkpoint(a.checkpoint, json_object(a.settings, "--settings"), a.out, kind=a.kind,
-                                   modality=a.modality, head=a.head, url=a.url)
+                                   modality=a.modality, url=a.url, **head)
     except ValueError as e:
         raise SystemExit(f"avmae import-scenic: {a.checkpoint}: {e}") from None
     print(f"{record['kind']} {record['architecture']} -> {a.out / 'model.pt'}")
@@ -66,9 +68,9 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--settings", required=True, help="JSON: model (and finetune.mbt for MBT) settings")
     s.add_argument("--out", required=True, type=Path, help="folder for model.pt and import.json")
     s.add_argument("--kind", choices=["avmae", "mbt"], help="expected tree (default: inferred)")
-    s.add_argument("--modality", choices=["audio", "video", "av"], help="MBT: the finetuned modality")
-    s.add_argument("--head", choices=["single", "multi"], default="single",
-                   help="MBT: softmax (VGGSound) or sigmoid (AudioSet) classes")
+    s.add_argument("--modality", choices=tuple(MODALITY_SETS), help="MBT: the finetuned modality")
+    s.add_argument("--head", choices=["single", "multi"], default=argparse.SUPPRESS,
+                   help="MBT: softmax (VGGSound) or sigmoid (AudioSet) classes (default: import_checkpoint's)")
     s.add_argument("--url", help="where the checkpoint came from (recorded)")
     s.set_defaults(func=cmd_import)
 
@@ -76,7 +78,7 @@ def add_commands(sub: argparse._SubParsersAction) -> list[str]:
     s.add_argument("--features", required=True, type=Path, help="feature folder")
     s.add_argument("--settings", required=True, help="JSON: seed, model and finetune settings")
     s.add_argument("--model", required=True, type=Path, help="model.pt of import-scenic (MBT)")
-    s.add_argument("--modality", required=True, choices=["audio", "video", "av"])
+    s.add_argument("--modality", required=True, choices=tuple(MODALITY_SETS))
     s.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
     s.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     s.set_defaults(func=cmd_evaluate)

@@ -29,9 +29,6 @@ import numpy as np
 import torch
 
 KEYS = {"video": "rgb", "audio": "spectrogram"}   # our modality -> the official key
-STRATEGY_NAMES = {"separate": "separate_encoders", "mid": "separate_encoders_and_concat",
-                  "early": "concat_and_encode", "shared": "same_encoder"}
-DECODER_NAMES = {"shared": "same_decoder", "separate": "separate_decoders", "early": "concat_and_decode"}
 
 
 class TreeMismatch(ValueError):

@@ -53,10 +53,6 @@ def table2_runs():
     return {o: default_run(config, t["encoder"], t["decoder"], o) for o in t["objectives"]}
 
 
-def figure_settings():
-    return config["tables"].get("figures", {})
-
-
 def pretrain_curves():
     t1 = {f"{r.encoder}-{r.decoder}": f"results/pretrain/{r.name}/metrics.json" for r in table1_runs(config)}
     t2 = {OBJECTIVE_LABELS[o]: f"results/pretrain/{r.name}/metrics.json" for o, r in table2_runs().items()}

@@ -12,8 +12,8 @@ rule figure_reconstruction:
     params:
         settings=lambda w: as_json(pretrain_settings(config, table2_runs()[w.objective])),
         features=lambda w, input: os.path.dirname(input.meta),
-        clips=figure_settings().get("clips", 2),
-        seed=figure_settings().get("seed", 0),
+        clips=config["tables"]["figures"]["clips"],
+        seed=config["tables"]["figures"]["seed"],
         title=lambda w: OBJECTIVE_LABELS[w.objective],
     wildcard_constraints:
         objective="|".join(OBJECTIVE_LABELS),
