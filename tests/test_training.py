@@ -294,7 +294,7 @@ def test_finetune_on_a_subset_of_the_training_clips(features_dir, tiny_settings,
     result = finetune.run(tiny_settings, features_dir, tmp_path / "pre" / "model.pt", "audio", tmp_path / "ft", subset)
     assert result["train_clips"] == 8 and result["test_clips"] == 6
     assert result["train_subset"] == {"list": str(subset), "missing_clips": 2}
-    write_clips(subset, [Clip("nowhere", 0.0, "x", "train")])
+    write_clips(subset, [Clip("train000", 5.0, "x", "train")])   # an extracted id, another segment
     with pytest.raises(ValueError, match=rf"{subset}: none of its 1 clips \(id, start\)"):
         finetune.run(tiny_settings, features_dir, tmp_path / "pre" / "model.pt", "audio", tmp_path / "ft2", subset)
 
