@@ -299,6 +299,17 @@ def test_finetune_on_a_subset_of_the_training_clips(features_dir, tiny_settings,
         finetune.run(tiny_settings, features_dir, tmp_path / "pre" / "model.pt", "audio", tmp_path / "ft2", subset)
 
 
+def test_test_clip_hash_covers_id_and_start():
+    """The hash reported with a score names the clips by (id, start): two segments of one
+    video are two clips. Expected: sha256 of the lines "id,start" (hashlib by hand)."""
+    import hashlib
+
+    from avmae.train.evaluate import ids_digest
+    keys = [("vid", 0.0), ("vid", 5.0)]
+    assert ids_digest(keys) == hashlib.sha256(b"vid,0.0\nvid,5.0").hexdigest()
+    assert ids_digest(keys) != ids_digest([("vid", 0.0), ("vid", 7.0)])
+
+
 def test_finetune_rejects_unknown_modality(features_dir, tiny_settings, tmp_path):
     with pytest.raises(ValueError, match="modality"):
         finetune.run(tiny_settings, features_dir, tmp_path / "none.pt", "text", tmp_path)
