@@ -120,6 +120,10 @@ def reconstruction_figure(model, batch: dict, seeds: list[int], out_prefix: str 
                 ax = axes[r, c]
                 ax.set_xticks([])
                 ax.set_yticks([])
+                if r == 0:   # titles and labels on every panel's row/column, drawn or not
+                    ax.set_title(col)
+                if c == 0:
+                    ax.set_ylabel(f"clip {i}\n{m}", fontsize=8)
                 if col not in entry:
                     ax.text(0.5, 0.5, "not reconstructed\n(inpainting target is the other modality)",
                             ha="center", va="center", fontsize=7, transform=ax.transAxes)
@@ -129,10 +133,6 @@ def reconstruction_figure(model, batch: dict, seeds: list[int], out_prefix: str 
                 else:  # [1, time, mel] -> mel on the y axis, low frequencies at the bottom
                     ax.imshow(entry[col][i, 0].T.cpu().numpy(), origin="lower", aspect="auto",
                               cmap="magma", vmin=audio_range[0], vmax=audio_range[1])
-                if i == 0 and j == 0:
-                    ax.set_title(col)
-                if c == 0:
-                    ax.set_ylabel(f"clip {i}\n{m}", fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
