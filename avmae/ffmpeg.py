@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+
+# what ffmpeg puts before a message: "[h264 @ 0x55..] ", and with -v level+... "[error] "
+_PREFIXES = re.compile(r"^(\[[^\]]* @ 0x[0-9a-f]+\]\s*|\[(?:panic|fatal|error|warning|info|verbose)\]\s*)+")
+_ERROR_LEVEL = re.compile(r"^(\[[^\]]* @ 0x[0-9a-f]+\]\s*)*\[(?:panic|fatal|error)\]")
 
 
 @functools.cache
@@ -22,3 +27,15 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def first_error(log: str) -> str | None:
+    """The first error of an ffmpeg log, its prefixes removed: the first line tagged error
+    or worse in a log written with ``-v level+...``, else (a log at ``-v error``, errors
+    only) the first line; None when there is none."""
+    lines = log.splitlines()
+    for line in [ln for ln in lines if _ERROR_LEVEL.match(ln)] or lines:
+        line = _PREFIXES.sub("", line).strip()
+        if line:
+            return line
+    return None

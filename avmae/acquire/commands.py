@@ -27,10 +27,9 @@ def _read_lists(specs: list[str], fmt: str, classes: list[str] | None) -> list:
 
 
 def cmd_download(a) -> None:
+    from avmae.acquire import runtime
     from avmae.acquire.download import ClientBlocked, download
     from avmae.acquire.videos import download_videos
-
-    from avmae.acquire import runtime
 
     if a.local is not None:
         return _register_local(a)

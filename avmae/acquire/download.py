@@ -360,6 +360,8 @@ class _Pacer:
     def __init__(self, policy: Policy):
         self.interval = policy.interval
         self.path = Path(policy.pace_file) if policy.pace_file else None
+        if self.path is not None and self.interval:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.next = 0.0
         self._lock = threading.Lock()
 
@@ -369,7 +371,6 @@ class _Pacer:
             start = max(now, self.next)
             self.next = start + self.interval
             return start
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a+", encoding="utf-8") as f:
             fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
             f.seek(0)

@@ -50,8 +50,8 @@ from pathlib import Path
 import pandas as pd
 
 from avmae.acquire.download import Batch, manifest_row, rejections, stems
-from avmae.acquire.policy import Policy
 from avmae.acquire.lists import Clip
+from avmae.acquire.policy import Policy
 from avmae.acquire.verify import VerifyError, probe_clip
 from avmae.io import atomic_path
 

@@ -20,9 +20,10 @@ import struct
 import subprocess
 from pathlib import Path
 
-from avmae.ffmpeg import ffmpeg_exe
+from avmae.ffmpeg import ffmpeg_exe, first_error
 
 DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+STREAM = re.compile(r"Stream #\S+.*?: (Audio|Video):")
 DECODE_TIMEOUT_S = 120
 PROBE_TIMEOUT_S = 60
 # ISO base media (MP4, MOV, M4A, 3GP): the first box's type
@@ -175,15 +176,19 @@ def iso_header(path: Path) -> tuple[float, list[str]] | None:
     return (seconds, kinds) if seconds > 0 and kinds else None
 
 
-def _check_header(log: str, expected_seconds: float | None, tolerance: float) -> float:
-    """The duration of a clip from ffmpeg's log of its input, once its streams and duration
-    pass; raise VerifyError."""
-    duration = _duration(log)
+def _log_header(log: str) -> tuple[float | None, list[str]]:
+    """(duration, stream kinds: audio, video) that ffmpeg logs for its input."""
+    return _duration(log), [kind.lower() for kind in STREAM.findall(log)]
+
+
+def _checked(duration: float | None, kinds: list[str], expected_seconds: float | None,
+             tolerance: float) -> float:
+    """A clip's duration, once its streams and duration pass; raise VerifyError."""
     if duration is None:
         raise VerifyError("no duration in the file")
-    if not re.search(r"Stream #\S+.*: Audio:", log):
+    if "audio" not in kinds:
         raise VerifyError("no audio stream", permanent=True)
-    if not re.search(r"Stream #\S+.*: Video:", log):
+    if "video" not in kinds:
         raise VerifyError("no video stream", permanent=True)
     if expected_seconds is not None and \
             abs(duration - expected_seconds) > max(tolerance, 0.05 * expected_seconds):
@@ -207,10 +212,7 @@ def probe_clip(path: Path, expected_seconds: float | None, tolerance: float = 0.
     except OSError as e:
         raise VerifyError(f"cannot read: {e}") from None
     if header is not None:  # MP4/MOV: read in Python, no ffmpeg to start
-        seconds, kinds = header
-        log = (f"Duration: {int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:"
-               f"{seconds % 60:09.6f}\n" + "".join(f"Stream #0:{i}: {k.title()}: \n" for i, k in enumerate(kinds)))
-        return _check_header(log, expected_seconds, tolerance)
+        return _checked(*header, expected_seconds, tolerance)
     try:
         proc = _header(path, PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -218,7 +220,7 @@ def probe_clip(path: Path, expected_seconds: float | None, tolerance: float = 0.
     if "Error opening input" in proc.stderr or "Invalid data found" in proc.stderr:
         tail = " ".join(proc.stderr.strip().splitlines()[-1:])
         raise VerifyError(f"header does not read: {tail}")
-    return _check_header(proc.stderr, expected_seconds, tolerance)
+    return _checked(*_log_header(proc.stderr), expected_seconds, tolerance)
 
 
 def verify_clip(path: Path, expected_seconds: float, tolerance: float = 0.5) -> float:
@@ -231,15 +233,14 @@ def verify_clip(path: Path, expected_seconds: float, tolerance: float = 0.5) -> 
     why = incomplete(path)
     if why:
         raise VerifyError(why)
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-xerror", "-i", f"file:{path}",
-           "-map", "0", "-f", "null", "-"]
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "level+info", "-xerror", "-i", f"file:{path}",
+           "-map", "0", "-f", "null", "-"]   # level+: error lines are tagged [error]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
                               timeout=DECODE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise VerifyError(f"decoding took over {DECODE_TIMEOUT_S} s") from None
     log = proc.stderr
-    if proc.returncode != 0:
-        lines = log.strip().splitlines()   # the first says what broke; the last is often "Conversion failed!"
-        raise VerifyError(f"does not decode: {lines[0] if lines else f'ffmpeg exited {proc.returncode}'}")
-    return _check_header(log, expected_seconds, tolerance)
+    if proc.returncode != 0:   # the first error says what broke; the last is often "Conversion failed!"
+        raise VerifyError(f"does not decode: {first_error(log) or f'ffmpeg exited {proc.returncode}'}")
+    return _checked(*_log_header(log), expected_seconds, tolerance)

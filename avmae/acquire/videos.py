@@ -61,9 +61,9 @@ from avmae.acquire.download import (
     stems,
     verified,
 )
-from avmae.acquire.policy import Policy
 from avmae.acquire.fetch import file_digest
 from avmae.acquire.lists import Clip, ListFormatError, read_rows
+from avmae.acquire.policy import Policy
 from avmae.acquire.verify import media_seconds
 from avmae.ffmpeg import ffmpeg_exe
 from avmae.io import atomic_path

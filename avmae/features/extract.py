@@ -68,11 +68,11 @@ from tqdm import tqdm
 
 from avmae.acquire.lists import SPLITS, read_classes
 from avmae.features.labels import LabelSpace
-from avmae.ffmpeg import ffmpeg_exe
+from avmae.ffmpeg import ffmpeg_exe, first_error
 from avmae.io import atomic_path, write_json
 
-MANIFEST_COLUMNS = ("id", "start_seconds", "label", "split", "status", "path")
 CLIP_KEY = ("id", "start_seconds")  # a clip is its (id, start): segments of one video are clips
+MANIFEST_COLUMNS = (*CLIP_KEY, "label", "split", "status", "path")
 MIN_DECODED_FRACTION = 0.5  # a clip with less than half its audio or video is skipped
 # A clip whose decode logged errors and whose audio came out shorter than this share is
 # broken partway: ffmpeg drops the bad packets and joins what follows, so the audio
@@ -147,12 +147,8 @@ def _fit_length(x: np.ndarray, n: int, pad: str) -> np.ndarray:
 
 
 def _first_error(stderr: bytes) -> str:
-    """The first line of ffmpeg's error output, without its ``[demuxer @ 0x..]`` prefixes."""
-    for line in stderr.decode(errors="replace").splitlines():
-        line = re.sub(r"^(\[[^\]]* @ 0x[0-9a-f]+\]\s*)+", "", line).strip()
-        if line:
-            return line
-    return "no error message"
+    """The first line of ffmpeg's error output (:func:`avmae.ffmpeg.first_error`)."""
+    return first_error(stderr.decode(errors="replace")) or "no error message"
 
 
 def _check_length(got: int, want: int, what: str, unit: str) -> None:
